@@ -1,0 +1,36 @@
+# Quick start: `make demo`, then `make test`. Everything installs into .venv from this repo's files.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+DEMO_OUT ?= out/demo
+
+.PHONY: demo test test-slow lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps: reinstall only when the project's dependency files change.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) install -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/batchgen validate jobs/demo.yaml
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check batchgen tests bench
+	$(BIN)/mypy --strict batchgen
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

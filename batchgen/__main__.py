@@ -1,0 +1,7 @@
+"""``python -m batchgen``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,34 @@
+"""The package surface: version, entry points, curated __all__."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import batchgen
+from batchgen.cli import main
+
+
+def test_all_names_exist() -> None:
+    """Every name in __all__ is importable from the package."""
+    missing = [name for name in batchgen.__all__ if not hasattr(batchgen, name)]
+    assert missing == []
+
+
+def test_version_flag(capsys: object) -> None:
+    """`batchgen --version` prints the package version and exits 0."""
+    import pytest
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert batchgen.__version__ in capsys.readouterr().out  # type: ignore[attr-defined]
+
+
+def test_python_dash_m_help() -> None:
+    """`python -m batchgen --help` lists the subcommands."""
+    done = subprocess.run(
+        [sys.executable, "-m", "batchgen", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "validate" in done.stdout
+    assert "serve" in done.stdout
