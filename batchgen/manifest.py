@@ -33,38 +33,57 @@ MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TOP_LEVEL_KEYS = ("model", "defaults", "matrix", "items", "items_file")
 ITEM_KEYS = ("id", "model")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+_MISSING: Any = object()
+
+# Built once: json.dumps() with options builds a new encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# The same spelling, but refusing what is not JSON (NaN, dates, sets): an item's body
+# must survive the trip to the API.
+_STRICT = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def canonical_json(value: Any) -> str:
     """The one JSON spelling of ``value`` used for hashing and comparing request bodies."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def derived_id(model: str, params: Mapping[str, Any]) -> str:
     """A stable id from the model and the full parameters: a prompt slug and a short hash."""
-    digest = hashlib.blake2b(
-        canonical_json({"model": model, "params": params}).encode(), digest_size=6
-    ).hexdigest()
+    return _id_from_body(canonical_json({"model": model, "params": params}), params)
+
+
+def _id_from_body(body: str, params: Mapping[str, Any]) -> str:
+    digest = hashlib.blake2b(body.encode(), digest_size=6).hexdigest()
     prompt = params.get("prompt")
-    words = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-") if isinstance(prompt, str) else ""
+    words = _SLUG_JUNK.sub("-", prompt[:64].lower()).strip("-") if isinstance(prompt, str) else ""
     slug = words[:32].rstrip("-")
     return f"{slug}-{digest}" if slug else digest
 
 
 def expansion_id(base: str, combo: Mapping[str, Any]) -> str:
-    """The id of one matrix combination of an item whose own id is ``base``."""
-    parts = [f"{key}-{str(value).replace(' ', '_')}" for key, value in combo.items()]
+    """The id of one matrix combination of an item whose own id is ``base``.
+
+    Keys are sorted so that reordering the matrix does not rename the items.
+    """
+    parts = [f"{key}-{str(combo[key]).replace(' ', '_')}" for key in sorted(combo)]
     candidate = ".".join([base, *parts])
     if ID_PATTERN.fullmatch(candidate) and ".." not in candidate:
         return candidate
-    digest = hashlib.blake2b(canonical_json(combo).encode(), digest_size=4).hexdigest()
+    # Too long or not id-safe: hash the base with the combination, so two long bases
+    # sharing a prefix cannot end up with the same id.
+    digest = hashlib.blake2b(
+        canonical_json([base, combo]).encode(), digest_size=4
+    ).hexdigest()
     return f"{base[:118]}.m{digest}"
 
 
 def id_problem(value: Any) -> str | None:
     """Why ``value`` cannot be an item id, or None when it can."""
     if not isinstance(value, str):
-        return f"must be a string, got {type(value).__name__}"
+        return f"must be a string, got {_kind(value)}"
     if not ID_PATTERN.fullmatch(value) or ".." in value:
         return (
             f"{value[:60]!r} is not a valid id: letters, digits, '.', '_' and '-', "
@@ -118,6 +137,10 @@ class ManifestReader:
         self._default_lines: dict[str, int] = {}
         self._matrix: dict[str, list[Any]] = {}
         self._matrix_lines: dict[str, int] = {}
+        self._combos: list[dict[str, Any]] = [{}]
+        # False when model, defaults or matrix are broken: items are still checked, so
+        # that one pass reports everything, but none is yielded.
+        self._header_ok = True
 
     @property
     def valid(self) -> bool:
@@ -198,6 +221,8 @@ class ManifestReader:
                     self._problem(number, None, None,
                                   f"not UTF-8 text (byte {exc.start + 1} of the line)", file=name)
                     continue
+                if number == 1:
+                    text = text.removeprefix("\ufeff")  # editors on Windows write a BOM
                 text = text.strip()
                 if not text or text.startswith("#"):
                     continue
@@ -227,7 +252,13 @@ class ManifestReader:
             line = data.count(b"\n", 0, exc.start) + 1
             self._problem(line, None, None, "not UTF-8 text")
             return
-        loader = yaml.SafeLoader(text)
+        try:
+            # The reader checks for unprintable characters as soon as it is built.
+            loader = yaml.SafeLoader(text)
+        except yaml.reader.ReaderError as exc:
+            line = text.count("\n", 0, exc.position) + 1
+            self._problem(line, None, None, f"malformed YAML: {exc.reason}")
+            return
         try:
             node = loader.get_single_node()
             document = loader.construct_document(node) if node is not None else None
@@ -250,12 +281,12 @@ class ManifestReader:
             return
         key_lines = _key_lines(node)
         value_nodes = _value_nodes(node)
+        self._duplicate_keys(node, None, "")
         for key in document:
             if key not in TOP_LEVEL_KEYS:
                 self._problem(key_lines.get(str(key)), None, str(key),
                               f"unknown top-level key{did_you_mean(str(key), TOP_LEVEL_KEYS)}")
-        if not self._read_header(document, key_lines, value_nodes):
-            return
+        self._header_ok = self._read_header(document, key_lines, value_nodes)
         items = document.get("items")
         if items is not None:
             items_node = value_nodes.get("items")
@@ -280,9 +311,13 @@ class ManifestReader:
     ) -> bool:
         """Take model, defaults and matrix; False when they are too broken to go on."""
         ok = True
+        for section in ("defaults", "matrix"):
+            self._duplicate_keys(value_nodes.get(section), None, f"{section}.")
         model = document.get("model", DEFAULT_MODEL)
         if not isinstance(model, str) or not MODEL_PATTERN.fullmatch(model):
             self._problem(key_lines.get("model"), None, "model", f"not a model slug: {model!r}")
+            # Check the items against the permissive schema rather than guess a model.
+            self._model = ""
             ok = False
         else:
             self._model = model
@@ -301,6 +336,10 @@ class ManifestReader:
         if not isinstance(matrix, dict):
             self._problem(key_lines.get("matrix"), None, "matrix", "must be a mapping of lists")
             return False
+        if "matrix" in document and not matrix:
+            self._problem(key_lines.get("matrix"), None, "matrix",
+                          "must not be empty: leave it out instead")
+            ok = False
         self._matrix_lines = _key_lines(value_nodes.get("matrix"))
         for key, values in matrix.items():
             line = self._matrix_lines.get(str(key))
@@ -312,6 +351,9 @@ class ManifestReader:
                 ok = False
             else:
                 self._matrix[str(key)] = values
+        keys = list(self._matrix)
+        self._combos = [dict(zip(keys, values, strict=True))
+                        for values in itertools.product(*self._matrix.values())]
         return ok
 
     def _yaml_items(self, items: list[Any], node: yaml.SequenceNode, name: str) -> Iterator[_Entry]:
@@ -322,6 +364,8 @@ class ManifestReader:
             elif isinstance(value, dict):
                 fields = {str(k): v for k, v in value.items()}
                 lines = _key_lines(child) if isinstance(child, yaml.MappingNode) else {}
+                label = fields.get("id") if isinstance(fields.get("id"), str) else None
+                self._duplicate_keys(child, label, "")
                 yield _Entry(fields, name, line, lines)
             else:
                 self._problem(line, None, None,
@@ -331,44 +375,80 @@ class ManifestReader:
 
     def _expand(self, entry: _Entry) -> Iterator[tuple[Item, bool]]:
         """Valid items of one entry, each with whether its id was derived."""
-        own = dict(entry.fields)
-        explicit_id = own.pop("id", None)
+        own = entry.fields  # built by the reader for this entry alone: ours to change
+        explicit_id = own.pop("id", _MISSING)
         model = own.pop("model", self._model)
+        has_id = explicit_id is not _MISSING
         label = explicit_id if isinstance(explicit_id, str) else None
-        ok = True
-        if explicit_id is not None:
+        ok = self._header_ok
+        if has_id:
             why = id_problem(explicit_id)
             if why:
                 self._problem(entry.field_lines.get("id", entry.line), label, "id", why,
                               file=entry.file)
                 ok = False
         if not isinstance(model, str) or not MODEL_PATTERN.fullmatch(model):
-            self._problem(entry.field_lines.get("model", entry.line), label, "model",
-                          f"not a model slug: {model!r}", file=entry.file)
-            return
-        schema = schema_for(model)
-        combos = self._combos()
-        for key in self._matrix:
-            if key in own:
-                self._problem(entry.field_lines.get(key, entry.line), label, key,
-                              "set on the item and swept by matrix: the matrix values are used",
-                              "warning", file=entry.file)
-        for combo in combos:
-            params = schema.with_defaults({**self._defaults, **own, **combo})
+            if model != "":  # "" is a broken manifest-level model, already reported
+                self._problem(entry.field_lines.get("model", entry.line), label, "model",
+                              f"not a model slug: {model!r}", file=entry.file)
+            ok = False
+        schema = schema_for(model) if isinstance(model, str) else schema_for("")
+        if self._matrix:
+            for key in self._matrix:
+                if key in own:
+                    self._problem(entry.field_lines.get(key, entry.line), label, key,
+                                  "set on the item and swept by matrix: the matrix values "
+                                  "are used", "warning", file=entry.file)
+        defaults = self._defaults
+        # One problem of the item's own is reported once, not once per combination.
+        seen: set[tuple[str, str]] = set()
+        for combo in self._combos:
+            params = schema.with_defaults({**defaults, **own, **combo} if defaults or combo
+                                          else own)
             findings = schema.check(params, allow_unknown=self.allow_unknown_params)
             item_ok = ok
             for finding in findings:
                 if finding.severity == "error":
                     item_ok = False
-                self._report_finding(entry, label, finding.field, finding.message,
-                                     finding.severity, own, combo)
-            if not item_ok:
+            try:
+                body: str | None = _STRICT.encode({"model": model, "params": params})
+            except (TypeError, ValueError):
+                body, item_ok = None, False
+            if findings or body is None:
+                if label is None and body is not None:
+                    label = _id_from_body(body, params)
+                for finding in findings:
+                    self._report_finding(entry, label, finding.field, finding.message,
+                                         finding.severity, own, combo, seen)
+                if body is None:
+                    flagged = {f.field for f in findings if f.severity == "error"}
+                    for key, value in params.items():
+                        if key not in flagged and not _is_json(value):
+                            self._report_finding(
+                                entry, label, key,
+                                f"must be JSON data (text, numbers, true/false, null, lists, "
+                                f"mappings), got {_kind(value)}", "error", own, combo, seen)
+            if not item_ok or body is None:
                 continue
             if isinstance(explicit_id, str):
                 item_id = expansion_id(explicit_id, combo) if combo else explicit_id
             else:
-                item_id = derived_id(model, params)
-            yield Item(item_id, model, params, entry.file, entry.line), explicit_id is None
+                item_id = _id_from_body(body, params)
+            yield Item(item_id, model, params, entry.file, entry.line), not has_id
+
+    def _duplicate_keys(self, node: yaml.Node | None, label: str | None, prefix: str) -> None:
+        """Report keys set twice in one YAML mapping: the loader would keep the last silently."""
+        if not isinstance(node, yaml.MappingNode):
+            return
+        first: dict[str, int] = {}
+        for key, _ in node.value:
+            name, line = str(key.value), key.start_mark.line + 1
+            if name in first:
+                self._problem(line, label, prefix + name,
+                              f"set twice (first on line {first[name]}): the last value would "
+                              "silently win")
+            else:
+                first[name] = line
 
     def _report_finding(
         self,
@@ -379,6 +459,7 @@ class ManifestReader:
         severity: str,
         own: dict[str, Any],
         combo: dict[str, Any],
+        seen: set[tuple[str, str]],
     ) -> None:
         """Point the finding at the line its value came from; report shared ones once."""
         if fld in combo:
@@ -397,14 +478,11 @@ class ManifestReader:
                 return
             self._seen_shared.add(key)
             label = None
+        else:
+            if (fld, message) in seen:
+                return
+            seen.add((fld, message))
         self._problem(line, label, fld, message, severity, file=entry.file if not shared else None)
-
-    def _combos(self) -> list[dict[str, Any]]:
-        if not self._matrix:
-            return [{}]
-        keys = list(self._matrix)
-        return [dict(zip(keys, values, strict=True))
-                for values in itertools.product(*self._matrix.values())]
 
     def _claim_id(self, ids: IdSet, item: Item, derived: bool) -> Item | None:
         """The item under an id no other item has, or None (recorded) for a duplicate."""
@@ -435,6 +513,14 @@ def _key_lines(node: yaml.Node | None) -> dict[str, int]:
 
 def _value_nodes(node: yaml.MappingNode) -> dict[str, yaml.Node]:
     return {str(key.value): value for key, value in node.value}
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        _STRICT.encode(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _kind(value: Any) -> str:

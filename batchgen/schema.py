@@ -8,6 +8,7 @@ non-empty string and every other parameter passes through untouched.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -50,28 +51,38 @@ class ModelSchema:
     slug: str
     params: Mapping[str, Param] = field(default_factory=dict)
     strict: bool = True
+    # Built once: validate calls with_defaults() once per item, a million times a run.
+    _defaults: dict[str, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        defaults = {p.name: p.default for p in self.params.values() if p.default is not None}
+        object.__setattr__(self, "_defaults", defaults)
 
     def defaults(self) -> dict[str, Any]:
         """The model's documented defaults, for parameters that have one."""
-        return {p.name: p.default for p in self.params.values() if p.default is not None}
+        return dict(self._defaults)
 
     def check(self, params: Mapping[str, Any], *, allow_unknown: bool = False) -> list[Finding]:
         """Every problem with ``params``, in a stable order; an empty list means valid."""
         findings: list[Finding] = []
-        for name, spec in self.params.items():
+        specs = self.params
+        for name, spec in specs.items():
             if name in params:
-                findings.extend(_check_value(spec, params[name]))
+                value = params[name]
+                # A default taken as is is valid by construction; skip the checks.
+                if value is not spec.default or spec.default is None:
+                    findings.extend(_check_value(spec, value))
             elif spec.required:
                 findings.append(Finding(name, "is required"))
         if self.strict:
             for name in params:
-                if name not in self.params:
-                    findings.append(_unknown_param(name, list(self.params), allow_unknown))
+                if name not in specs:
+                    findings.append(_unknown_param(name, list(specs), allow_unknown))
         return findings
 
     def with_defaults(self, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` on top of the model defaults."""
-        return {**self.defaults(), **params}
+        return {**self._defaults, **params}
 
 
 SCHEDULERS = (
@@ -166,6 +177,9 @@ def _has_kind(kind: str, value: Any) -> bool:
 def _check_value(spec: Param, value: Any) -> list[Finding]:
     if not _has_kind(spec.kind, value):
         return [Finding(spec.name, f"must be {_TYPE_NAMES[spec.kind]}, got {_describe(value)}")]
+    # NaN compares false with every bound and would pass the range checks below.
+    if isinstance(value, float) and not math.isfinite(value):
+        return [Finding(spec.name, f"must be a finite number, got {value!r}")]
     if spec.non_empty and isinstance(value, str) and not value.strip():
         return [Finding(spec.name, "must not be empty")]
     if spec.choices and value not in spec.choices:
