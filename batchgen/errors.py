@@ -6,6 +6,7 @@
     ├── OutputLockedError       another run holds OUT                  (exit 75)
     ├── StoreError              the checkpoint cannot be read/written  (exit 1)
     ├── FatalApiError           401/403/404 model/405/406/410: stop    (exit 3)
+    │   └── ForeignOriginError  refused: the API key would leave the API's origin
     └── ApiError                one call failed; policy decides
         ├── RateLimitedError    429, with the reset time if given
         ├── ServerError         500/502/503/504
@@ -13,7 +14,8 @@
         ├── JobFailedError      422: the job ran and FAILED; item fails
         ├── RequestExpiredError 404 on a request id: record is gone
         ├── BadResponseError    2xx with a body we cannot use
-        └── TransportError      no HTTP answer (connection, timeout)
+        ├── TransportError      no HTTP answer (connection, timeout)
+        └── DownloadError       an image download failed; ``retryable`` says if worth again
 
 Item-level errors are recorded on the item and the run goes on; run-level errors stop
 it. ``cli.EXIT_CODES`` maps classes to exit codes in one table.
@@ -21,7 +23,9 @@ it. ``cli.EXIT_CODES`` maps classes to exit codes in one table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class BatchgenError(Exception):
@@ -114,6 +118,14 @@ class RejectedError(ApiError):
 class JobFailedError(ApiError):
     """Raised when a job ended FAILED (HTTP 422); ``error`` is the server's reason."""
 
+    def __init__(
+        self, message: str, *, status: int | None = 422, url: str | None = None,
+        error: str | None = None, metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.error = message if error is None else error
+        self.metrics: dict[str, Any] = dict(metrics or {})
+        super().__init__(message, status=status, url=url)
+
 
 class RequestExpiredError(ApiError):
     """Raised on 404 for a request id: the record expired or never existed."""
@@ -129,3 +141,17 @@ class TransportError(ApiError):
     def __init__(self, message: str, *, maybe_sent: bool, url: str | None = None) -> None:
         self.maybe_sent = maybe_sent
         super().__init__(message, url=url)
+
+
+class ForeignOriginError(FatalApiError):
+    """Raised instead of sending the API key to a URL outside the API's own origin."""
+
+
+class DownloadError(ApiError):
+    """Raised when an image download fails; ``retryable``: a new attempt may succeed."""
+
+    def __init__(
+        self, message: str, *, retryable: bool, status: int | None = None, url: str | None = None,
+    ) -> None:
+        self.retryable = retryable
+        super().__init__(message, status=status, url=url)
