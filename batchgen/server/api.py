@@ -1,0 +1,140 @@
+"""The inference endpoints: v2 submit, status and result, and the blocking v1 call."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from aiohttp import web
+
+from .jobs import Job
+from .keys import ACCEPTED, API_KEY, STATE
+from .responses import drop, json_error
+from .state import ServerState
+from .submit import accept_submit
+
+
+def base_url(request: web.Request) -> str:
+    """The address the client used, so returned URLs work from where it stands."""
+    return f"{request.scheme}://{request.host}"
+
+
+def file_url(job: Job, index: int) -> str:
+    return f"{job.base_url}/files/{job.request_id}/{index}.png"
+
+
+def status_answer(job: Job, now: float) -> web.Response:
+    """The light status; FAILED is served with 422 and carries ``error``."""
+    state = job.state_at(now)
+    body: dict[str, Any] = {
+        "status": state,
+        "request_id": job.request_id,
+        "metrics": job.metrics_at(now),
+    }
+    if state == "FAILED":
+        body["error"] = job.error
+        return web.json_response(body, status=422)
+    return web.json_response(body)
+
+
+def result_body(state: ServerState, job: Job, now: float) -> dict[str, Any]:
+    """The full result of a COMPLETED job."""
+    images = [
+        {
+            "url": file_url(job, k),
+            "content_type": "image/png",
+            "file_name": f"{job.request_id}_{k}.png",
+            "file_size": state.file_size(job, k),
+        }
+        for k in range(job.samples)
+    ]
+    output = (
+        base64.b64encode(state.image(job, 0)).decode("ascii") if job.base64 else images[0]["url"]
+    )
+    return {
+        "status": "COMPLETED",
+        "request_id": job.request_id,
+        "output": output,
+        "images": images,
+        "seed": job.seed,
+        "prompt": job.prompt,
+        "metrics": job.metrics_at(now),
+    }
+
+
+async def submit_v2(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    raw = await request.read()
+    accepted = accept_submit(
+        state, request[API_KEY], request.match_info["slug"], request.content_type, raw,
+        base_url(request),
+    )
+    if isinstance(accepted, web.Response):
+        return accepted
+    request[ACCEPTED] = True
+    if state.faults.drop_after():
+        state.stats.faults["drop_after"] += 1
+        return drop(request)
+    rid = accepted.request_id
+    status_url = f"{accepted.base_url}/v2/requests/{rid}/status"
+    return web.json_response(
+        {
+            "request_id": rid,
+            "status": "QUEUED",
+            "poll_url": status_url,
+            "status_url": status_url,
+            "response_url": f"{accepted.base_url}/v2/requests/{rid}",
+        }
+    )
+
+
+def _live_job(request: web.Request) -> tuple[ServerState, Job | None, float]:
+    state = request.app[STATE]
+    now = state.now()
+    return state, state.book.live(request.match_info["request_id"], now), now
+
+
+async def get_status(request: web.Request) -> web.Response:
+    state, job, now = _live_job(request)
+    state.stats.polls["status"] += 1
+    if job is None:
+        return json_error(state, 404, "Request not found or expired")
+    return status_answer(job, now)
+
+
+async def get_result(request: web.Request) -> web.Response:
+    state, job, now = _live_job(request)
+    state.stats.polls["result"] += 1
+    if job is None:
+        return json_error(state, 404, "Request not found or expired")
+    if job.state_at(now) != "COMPLETED":
+        return status_answer(job, now)
+    state.stats.result_fetches += 1
+    return web.json_response(result_body(state, job, now))
+
+
+async def submit_v1(request: web.Request) -> web.Response:
+    """The old blocking call: waits for the job, answers the first image's bytes.
+
+    With ``base64: true`` the answer is JSON ``{"image": <base64>}``; a FAILED job answers
+    422 with ``{"error"}``.
+    """
+    state = request.app[STATE]
+    raw = await request.read()
+    accepted = accept_submit(
+        state, request[API_KEY], request.match_info["slug"], request.content_type, raw,
+        base_url(request),
+    )
+    if isinstance(accepted, web.Response):
+        return accepted
+    request[ACCEPTED] = True
+    if state.faults.drop_after():
+        state.stats.faults["drop_after"] += 1
+        return drop(request)
+    await state.clock.sleep(accepted.end - state.clock.now())
+    if accepted.error is not None:
+        return json_error(state, 422, accepted.error)
+    data = state.image(accepted, 0)
+    if accepted.base64:
+        return web.json_response({"image": base64.b64encode(data).decode("ascii")})
+    return web.Response(body=data, content_type="image/png")

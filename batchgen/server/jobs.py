@@ -1,0 +1,137 @@
+"""The job book: accepted jobs, the simulated worker pool, and lazy job states.
+
+No task runs per job. On submit the job's start and end are computed from a heap of the
+times at which each worker becomes free (start = max(now, earliest free worker)); its
+state at any moment is derived from the clock when asked. That scales to thousands of
+jobs and makes ManualClock tests exact. Jobs are kept in creation order until their
+history retention ends, then forgotten; v2 lookups stop earlier, at ``retention_s``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .config import ServerConfig
+
+JobState = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
+
+
+@dataclass(slots=True)
+class Job:
+    """One accepted request; every time is on the server clock's monotonic scale."""
+
+    request_id: str
+    slug: str
+    body: dict[str, Any]
+    seed: int
+    samples: int
+    width: int
+    height: int
+    base64: bool
+    created: float
+    created_wall: float
+    start: float
+    end: float
+    error: str | None
+    cost: float
+    remaining_credits: float
+    base_url: str
+    file_sizes: list[int | None] = field(default_factory=list)
+
+    @property
+    def prompt(self) -> str:
+        prompt = self.body.get("prompt")
+        return prompt if isinstance(prompt, str) else ""
+
+    def state_at(self, now: float) -> JobState:
+        """The job's state at monotonic time ``now``."""
+        if now < self.start:
+            return "QUEUED"
+        if now < self.end:
+            return "PROCESSING"
+        return "FAILED" if self.error is not None else "COMPLETED"
+
+    def metrics_at(self, now: float) -> dict[str, float]:
+        """The ``metrics`` object: empty while running, full once terminal."""
+        if now < self.end:
+            return {}
+        return {
+            "inference_time": round(self.end - self.start, 3),
+            "queue_time": round(self.start - self.created, 3),
+            "total_time": round(self.end - self.created, 3),
+            "cost": self.cost,
+            "remaining_credits": round(self.remaining_credits, 6),
+        }
+
+    def wall_at(self, mono: float) -> float:
+        """The wall time of monotonic instant ``mono``."""
+        return self.created_wall + (mono - self.created)
+
+
+class JobBook:
+    """Accepted jobs, the worker-free heap, and completion counters."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self._config = config
+        self._jobs: dict[str, Job] = {}
+        self._order: deque[Job] = deque()
+        self._free_at: list[float] = [0.0] * config.workers
+        # (end, seq, failed) of jobs not yet counted as finished.
+        self._pending: list[tuple[float, int, bool]] = []
+        self._seq = itertools.count()
+        self.completed = 0
+        self.failed = 0
+        self.credits_left = config.credits
+
+    def schedule(self, now: float, duration_s: float) -> tuple[float, float]:
+        """Reserve the earliest free worker for ``duration_s``; returns (start, end)."""
+        free = heapq.heappop(self._free_at)
+        start = max(now, free)
+        end = start + duration_s
+        heapq.heappush(self._free_at, end)
+        return start, end
+
+    def add(self, job: Job) -> None:
+        """Record an accepted job."""
+        self._jobs[job.request_id] = job
+        self._order.append(job)
+        heapq.heappush(self._pending, (job.end, next(self._seq), job.error is not None))
+
+    def settle(self, now: float) -> None:
+        """Count finished jobs and forget those past their history retention."""
+        while self._pending and self._pending[0][0] <= now:
+            _, _, failed = heapq.heappop(self._pending)
+            if failed:
+                self.failed += 1
+            else:
+                self.completed += 1
+        horizon = self._config.retention_s + self._config.history_retention_s
+        while self._order and self._order[0].created + horizon <= now:
+            del self._jobs[self._order.popleft().request_id]
+
+    def live(self, request_id: str, now: float) -> Job | None:
+        """The job behind a v2 record, or None when unknown or expired."""
+        job = self._jobs.get(request_id)
+        if job is None or now >= job.created + self._config.retention_s:
+            return None
+        return job
+
+    def any_age(self, request_id: str) -> Job | None:
+        """The job from account history, of any age still kept."""
+        return self._jobs.get(request_id)
+
+    def newest_first(self) -> list[Job]:
+        """Every kept job, newest first."""
+        return list(reversed(self._order))
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs accepted but not finished."""
+        return len(self._pending)
+
+    def __len__(self) -> int:
+        return len(self._jobs)

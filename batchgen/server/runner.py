@@ -1,0 +1,96 @@
+"""Starting and stopping the server in-process, for tests, ``run --local`` and the CLI."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from ..clock import Clock, SystemClock
+from .app import build_app
+from .config import ServerConfig
+from .state import ServerState
+
+
+class LocalServer:
+    """A running server: its address, key, counters and state."""
+
+    def __init__(self, runner: web.AppRunner, state: ServerState, base_url: str) -> None:
+        self._runner = runner
+        self.state = state
+        self.base_url = base_url
+
+    @property
+    def api_key(self) -> str:
+        return self.state.config.api_key
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.state.config
+
+    def stats(self) -> dict[str, Any]:
+        """The same counters as ``GET /__stats``."""
+        return self.state.snapshot()
+
+    async def close(self) -> None:
+        """Stop listening and close open connections."""
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> LocalServer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def start_server(
+    config: ServerConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    clock: Clock | None = None,
+) -> LocalServer:
+    """Start serving ``config`` on ``host:port`` (0 picks a free port)."""
+    state = ServerState(config=config, clock=clock or SystemClock())
+    # No access log: a load run would spend its time formatting lines nobody reads.
+    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    server = site._server
+    sockets: list[socket.socket] = list(getattr(server, "sockets", None) or [])
+    bound_port = sockets[0].getsockname()[1] if sockets else port
+    return LocalServer(runner, state, f"http://{_url_host(host)}:{bound_port}")
+
+
+@asynccontextmanager
+async def serve_local(
+    config: ServerConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    clock: Clock | None = None,
+) -> AsyncIterator[LocalServer]:
+    """``start_server`` as a context manager that always closes the server."""
+    server = await start_server(config, host=host, port=port, clock=clock)
+    try:
+        yield server
+    finally:
+        await server.close()
