@@ -61,8 +61,11 @@ class RetryPolicy:
 
 
 def backoff_s(attempt: int, policy: RetryPolicy, rng: random.Random | None = None) -> float:
-    """Full-jitter backoff after attempt ``attempt`` (1-based): U(0, min(cap, base * 2**(n-1)))."""
-    exponent = min(max(attempt - 1, 0), 62)
+    """Full-jitter backoff (AWS "Exponential Backoff and Jitter"): U(0, min(cap, base * 2**n)).
+
+    ``attempt`` is the 0-based index of the attempt that just failed.
+    """
+    exponent = min(max(attempt, 0), 62)
     ceiling = min(policy.max_delay_s, policy.base_delay_s * 2.0**exponent)
     return (rng or random).uniform(0.0, ceiling)
 
@@ -91,9 +94,10 @@ def should_retry(
     operation: Operation,
     rng: random.Random | None = None,
 ) -> float | None:
-    """Seconds to wait before attempt ``attempt + 1``, or None: do not retry.
+    """Seconds to wait before the next attempt, or None: do not retry.
 
-    ``attempt`` counts the attempts made so far (1 after the first failure). A submit is
+    ``attempt`` is the 0-based index of the attempt that just failed (0 after the first
+    failure), so ``attempt + 1`` attempts have been made. A submit is
     retried only when it surely never reached the server: there is no idempotency key,
     so a resent POST can create (and bill) a second job.
     """
@@ -104,7 +108,7 @@ def should_retry(
             return None  # in doubt: a job may exist; the caller must look before resending
         if isinstance(exc, BadResponseError):
             return None  # a 2xx we cannot read may still have created a job
-    if attempt >= policy.max_attempts:
+    if attempt + 1 >= policy.max_attempts:
         return None
     if isinstance(exc, RateLimitedError) and exc.retry_after_s is not None:
         delay = min(max(exc.retry_after_s, 0.0), policy.max_server_delay_s)
@@ -126,10 +130,11 @@ async def retrying(
 ) -> T:
     """Await ``call()`` until it succeeds or ``should_retry`` says no; then re-raise.
 
-    ``on_retry(exc, attempt, delay_s)`` runs before each wait (e.g. to slow a rate limiter).
+    ``on_retry(exc, attempt, delay_s)`` runs before each wait (e.g. to slow a rate limiter);
+    ``attempt`` is the 0-based index of the attempt that failed.
     """
     started = clock.now()
-    attempt = 0
+    attempt = -1
     while True:
         attempt += 1
         try:
@@ -143,7 +148,7 @@ async def retrying(
                 raise
             log.info(
                 "retrying %s in %.2fs after attempt %d: %s: %s",
-                operation, delay, attempt, retry_reason(exc), exc,
+                operation, delay, attempt + 1, retry_reason(exc), exc,
             )
             if on_retry is not None:
                 on_retry(exc, attempt, delay)
