@@ -4,19 +4,22 @@ A Python ``set`` of a million id strings costs well over 100 MB; this open-addre
 table keeps a 64-bit digest of each id and the line it was first seen on, 12 bytes a
 slot. Two different ids share a digest with probability about n^2 / 2^65, negligible
 at the sizes batchgen meets.
+
+The digest is Python's own string hash (SipHash, 64 bits on 64-bit builds): keyed per
+process, so a manifest cannot be crafted to collide, and cached on the string. The set
+lives only as long as one pass, so digests never need to agree between processes.
 """
 
 from __future__ import annotations
 
-import hashlib
 from array import array
 
 _EMPTY = 0
+_MASK64 = (1 << 64) - 1
 
 
 def _digest(key: str) -> int:
-    value = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
-    return value or 1  # 0 marks an empty slot
+    return (hash(key) & _MASK64) or 1  # 0 marks an empty slot
 
 
 class IdSet:
@@ -36,10 +39,15 @@ class IdSet:
     def add(self, key: str, line: int | None = None) -> int | None:
         """Add ``key``; return None if it is new, else the line it was first seen on."""
         digest = _digest(key)
-        slot = self._find(digest)
-        if self._keys[slot] == digest:
-            return self._lines[slot]
-        self._keys[slot] = digest
+        keys = self._keys
+        mask = len(keys) - 1
+        slot = digest & mask
+        # Linear probing, inlined: this runs once per item of a million-line manifest.
+        while (found := keys[slot]) != _EMPTY:
+            if found == digest:
+                return self._lines[slot]
+            slot = (slot + 1) & mask
+        keys[slot] = digest
         self._lines[slot] = line or 0
         self._count += 1
         if self._count * 2 > len(self._keys):

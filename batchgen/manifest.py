@@ -387,7 +387,9 @@ class ManifestReader:
                 self._problem(entry.field_lines.get("id", entry.line), label, "id", why,
                               file=entry.file)
                 ok = False
-        if not isinstance(model, str) or not MODEL_PATTERN.fullmatch(model):
+        if model is not self._model and (
+            not isinstance(model, str) or not MODEL_PATTERN.fullmatch(model)
+        ):
             if model != "":  # "" is a broken manifest-level model, already reported
                 self._problem(entry.field_lines.get("model", entry.line), label, "model",
                               f"not a model slug: {model!r}", file=entry.file)
