@@ -86,7 +86,8 @@ async def test_out_of_credits_is_406(local_server, api) -> None:
 
 async def test_retired_slug_is_410(local_server, api) -> None:
     """A retired slug answers 410."""
-    assert (await api(await local_server(retired=("sd1.5-old",))).submit(slug="sd1.5-old")).status == 410
+    client = api(await local_server(retired=("sd1.5-old",)))
+    assert (await client.submit(slug="sd1.5-old")).status == 410
 
 
 async def test_schema_error_is_400(local_server, api) -> None:

@@ -1,0 +1,49 @@
+"""The /__stats counters a test reads instead of mocks."""
+
+from __future__ import annotations
+
+from batchgen.clock import ManualClock
+from batchgen.server import FAIL_MARKER
+
+
+async def test_stats_endpoint_matches_method(local_server, api) -> None:
+    """GET /__stats needs no key and answers what LocalServer.stats() returns."""
+    server = await local_server()
+    client = api(server)
+    client.key = None
+    answer = await client.request("GET", "/__stats")
+    assert answer.status == 200
+    assert answer.json() == server.stats()
+
+
+async def test_counters(local_server, api, clock: ManualClock) -> None:
+    """Submits, polls, result fetches, downloads and job outcomes are counted."""
+    server = await local_server(clock=clock)
+    client = api(server)
+    ok = (await client.submit({"prompt": "ok"})).json()["request_id"]
+    await client.submit({"prompt": f"no {FAIL_MARKER}"})
+    await client.submit({"samples": 2})
+    await client.status(ok)
+    clock.advance(10)
+    await client.status(ok)
+    result = (await client.result(ok)).json()
+    await client.download(result["output"])
+    stats = server.stats()
+    assert stats["submits_accepted"] == 2
+    assert stats["submits_rejected"] == {"400": 1}
+    assert stats["polls"] == {"status": 2, "result": 1}
+    assert stats["result_fetches"] == 1
+    assert stats["downloads"] == 1
+    assert (stats["jobs_completed"], stats["jobs_failed"], stats["jobs_in_flight"]) == (1, 1, 0)
+
+
+async def test_duplicate_bodies(local_server, api) -> None:
+    """The same body accepted twice is one duplicate; key order does not matter."""
+    server = await local_server()
+    client = api(server)
+    await client.submit({"prompt": "x", "seed": 1})
+    await client.submit({"seed": 1, "prompt": "x"})
+    await client.submit({"prompt": "y"})
+    stats = server.stats()
+    assert stats["duplicate_bodies"] == 1
+    assert stats["accepted_by_body"]['sd1.5-epicrealism {"prompt":"x","seed":1}'] == 2
