@@ -108,6 +108,7 @@ class _Entry:
     file: str
     line: int | None
     field_lines: dict[str, int] = field(default_factory=dict)
+    ok: bool = True  # False when reading it already found an error (a key set twice)
 
 
 class ManifestReader:
@@ -162,8 +163,10 @@ class ManifestReader:
         for entry in self._entries():
             self.entries += 1
             for proposed, derived in self._expand(entry):
+                # Ids are claimed even when the header is broken, so that duplicates are
+                # reported in the same pass; nothing is yielded from a broken manifest.
                 item = self._claim_id(ids, proposed, derived)
-                if item is not None:
+                if item is not None and self._header_ok:
                     counts = self.counts.setdefault(item.model, ModelCounts())
                     counts.requests += 1
                     counts.images += item.samples
@@ -281,12 +284,14 @@ class ManifestReader:
             return
         key_lines = _key_lines(node)
         value_nodes = _value_nodes(node)
-        self._duplicate_keys(node, None, "")
+        if self._duplicate_keys(node, None, ""):
+            self._header_ok = False
         for key in document:
             if key not in TOP_LEVEL_KEYS:
                 self._problem(key_lines.get(str(key)), None, str(key),
                               f"unknown top-level key{did_you_mean(str(key), TOP_LEVEL_KEYS)}")
-        self._header_ok = self._read_header(document, key_lines, value_nodes)
+        if not self._read_header(document, key_lines, value_nodes):
+            self._header_ok = False
         items = document.get("items")
         if items is not None:
             items_node = value_nodes.get("items")
@@ -312,7 +317,8 @@ class ManifestReader:
         """Take model, defaults and matrix; False when they are too broken to go on."""
         ok = True
         for section in ("defaults", "matrix"):
-            self._duplicate_keys(value_nodes.get(section), None, f"{section}.")
+            if self._duplicate_keys(value_nodes.get(section), None, f"{section}."):
+                ok = False
         model = document.get("model", DEFAULT_MODEL)
         if not isinstance(model, str) or not MODEL_PATTERN.fullmatch(model):
             self._problem(key_lines.get("model"), None, "model", f"not a model slug: {model!r}")
@@ -331,6 +337,7 @@ class ManifestReader:
             if "id" in self._defaults:
                 self._problem(self._default_lines.get("id"), None, "defaults.id",
                               "an id cannot be a default: ids must be unique")
+                del self._defaults["id"]
                 ok = False
         matrix = document.get("matrix", {})
         if not isinstance(matrix, dict):
@@ -365,8 +372,8 @@ class ManifestReader:
                 fields = {str(k): v for k, v in value.items()}
                 lines = _key_lines(child) if isinstance(child, yaml.MappingNode) else {}
                 label = fields.get("id") if isinstance(fields.get("id"), str) else None
-                self._duplicate_keys(child, label, "")
-                yield _Entry(fields, name, line, lines)
+                twice = self._duplicate_keys(child, label, "")
+                yield _Entry(fields, name, line, lines, ok=not twice)
             else:
                 self._problem(line, None, None,
                               f"an item must be a mapping or a prompt string, got {_kind(value)}")
@@ -380,7 +387,7 @@ class ManifestReader:
         model = own.pop("model", self._model)
         has_id = explicit_id is not _MISSING
         label = explicit_id if isinstance(explicit_id, str) else None
-        ok = self._header_ok
+        ok = entry.ok
         if has_id:
             why = id_problem(explicit_id)
             if why:
@@ -438,10 +445,11 @@ class ManifestReader:
                 item_id = _id_from_body(body, params)
             yield Item(item_id, model, params, entry.file, entry.line), not has_id
 
-    def _duplicate_keys(self, node: yaml.Node | None, label: str | None, prefix: str) -> None:
-        """Report keys set twice in one YAML mapping: the loader would keep the last silently."""
+    def _duplicate_keys(self, node: yaml.Node | None, label: str | None, prefix: str) -> bool:
+        """Report keys set twice in one YAML mapping (the loader keeps the last silently)."""
         if not isinstance(node, yaml.MappingNode):
-            return
+            return False
+        found = False
         first: dict[str, int] = {}
         for key, _ in node.value:
             name, line = str(key.value), key.start_mark.line + 1
@@ -449,8 +457,10 @@ class ManifestReader:
                 self._problem(line, label, prefix + name,
                               f"set twice (first on line {first[name]}): the last value would "
                               "silently win")
+                found = True
             else:
                 first[name] = line
+        return found
 
     def _report_finding(
         self,

@@ -145,6 +145,11 @@ def did_you_mean(word: str, candidates: list[str] | tuple[str, ...]) -> str:
     if not close:
         lowered = {c.lower(): c for c in candidates}
         close = [lowered[word.lower()]] if word.lower() in lowered else []
+    if not close and len(word) >= 4:
+        # A short name for a long one ("steps" for num_inference_steps) is too far for
+        # difflib's ratio; suggest the one candidate that contains it.
+        containing = [c for c in candidates if word.lower() in c.lower()]
+        close = containing if len(containing) == 1 else []
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
