@@ -19,8 +19,12 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) install -c constraints.txt -e '.[dev]'
 	touch $@
 
+# The demo runs against the embedded local server: no key, no network. It starts fresh
+# each time so that every step shows; a real OUT resumes instead.
 demo: $(VENV)/.installed
 	$(BIN)/batchgen validate jobs/demo.yaml
+	rm -rf $(DEMO_OUT)
+	$(BIN)/batchgen run jobs/demo.yaml --local -o $(DEMO_OUT) --no-progress
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check batchgen tests bench

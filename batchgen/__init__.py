@@ -1,6 +1,8 @@
 """batchgen: a manifest of image prompts in, finished images out, through Segmind's v2 API."""
 
 from ._version import __version__
+from .api import run
+from .config import RunConfig
 from .errors import BatchgenError, ManifestError, Problem
 from .manifest import ManifestReader
 from .models import Item
@@ -11,5 +13,7 @@ __all__ = [
     "ManifestError",
     "ManifestReader",
     "Problem",
+    "RunConfig",
     "__version__",
+    "run",
 ]

@@ -1,0 +1,40 @@
+"""The Python API: ``await batchgen.run(manifest, out=..., ...)`` returns the summary."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from .clock import Clock
+from .config import RunConfig
+from .pipeline import run_pipeline
+
+LOCAL_START_RPM = 6000.0
+
+
+async def run(
+    manifest: str | Path,
+    *,
+    out: str | Path,
+    local: bool = False,
+    clock: Clock | None = None,
+    handle_signals: bool = False,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run a manifest into ``out`` with the options of ``RunConfig``; returns the summary.
+
+    ``local=True`` starts the embedded Segmind-compatible server in-process and runs
+    against it: no key, no network.
+    """
+    cfg = RunConfig(manifest=Path(manifest), out=Path(out), **options)
+    if not local:
+        return await run_pipeline(cfg, clock=clock, handle_signals=handle_signals)
+    from .server import ServerConfig, serve_local
+
+    async with serve_local(ServerConfig()) as server:
+        # The embedded server has no rate limit: start discovery high, not at a plan's 50.
+        cfg = dataclasses.replace(cfg, base_url=server.base_url, api_key=server.api_key,
+                                  history_url=server.base_url,
+                                  start_rpm=max(cfg.start_rpm, LOCAL_START_RPM))
+        return await run_pipeline(cfg, clock=clock, handle_signals=handle_signals)

@@ -1,0 +1,62 @@
+"""``--max-cost``: never let spent plus in-flight expected cost pass the cap.
+
+The price of an image is learned from the first finished job's ``metrics.cost``
+(API-FACTS, "Money"). Until it is known, at most one job is in flight, so the cap can
+be passed by at most that one job's price, which nothing could have told us in advance.
+A submit reserves its expected cost before it goes out and gives it back when the job
+ends (when the real cost is charged instead) or when no job was created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """What one submit set aside: its expected cost, and whether the price was unknown."""
+
+    cost: float = 0.0
+    unpriced: bool = False
+
+
+class Budget:
+    """Spent credits, reservations of jobs in flight, and the learned price per image."""
+
+    def __init__(self, max_cost: float | None, *, spent_before: float = 0.0) -> None:
+        self.max_cost = max_cost
+        self.spent_before = spent_before
+        self.spent = 0.0
+        self.cost_per_image: float | None = None
+        self.reserved = 0.0
+        self._unpriced = 0
+        self._changed = anyio.Event()
+
+    async def reserve(self, samples: int) -> Reservation | None:
+        """Set aside the expected cost of one job; None when it would pass the cap."""
+        if self.max_cost is None:
+            return Reservation()
+        while self.cost_per_image is None and self._unpriced > 0:
+            await self._changed.wait()
+        price = self.cost_per_image
+        expected = (price or 0.0) * samples
+        if self.spent_before + self.spent + self.reserved + expected > self.max_cost:
+            return None
+        reservation = Reservation(expected, price is None)
+        self.reserved += reservation.cost
+        self._unpriced += reservation.unpriced
+        return reservation
+
+    def release(self, reservation: Reservation) -> None:
+        """The job ended or was never created: its reservation is free again."""
+        self.reserved = max(0.0, self.reserved - reservation.cost)
+        self._unpriced -= reservation.unpriced
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def charge(self, cost: float, samples: int) -> None:
+        """A job completed and was billed ``cost``: count it and learn the price."""
+        self.spent += cost
+        self.cost_per_image = cost / max(1, samples)

@@ -1,0 +1,100 @@
+"""Run settings: one frozen, keyword-only dataclass, validated when built.
+
+Defaults live here and nowhere else. Environment variables are read in ``cli.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import UsageError
+
+DEFAULT_BASE_URL = "https://api.segmind.com"
+DEFAULT_HISTORY_URL = "https://api.spotprod.segmind.com"
+# Without --rpm the limiter starts here and discovers the real limit from 429s; the
+# Pro plan's documented limit is 50 RPM (API-FACTS, "Rate limits").
+DEFAULT_START_RPM = 50.0
+# v2 request records live one hour (API-FACTS); stop polling a little before that.
+RECORD_RETENTION_S = 3600.0
+
+RateScope = Literal["submits", "all"]
+Policy = Literal["resubmit", "fail"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunConfig:
+    """Everything one run needs to know; see README "batchgen run" for each option."""
+
+    manifest: Path
+    out: Path
+    base_url: str = DEFAULT_BASE_URL
+    history_url: str | None = None
+    api_key: str = field(default="", repr=False)
+    concurrency: int = 16
+    download_concurrency: int = 8
+    rpm: float | None = None
+    start_rpm: float = DEFAULT_START_RPM
+    rate_scope: RateScope = "submits"
+    max_cost: float | None = None
+    max_items: int | None = None
+    drain_timeout_s: float = 60.0
+    retry_failed_jobs: int = 0
+    retry_failed: bool = False
+    on_expired: Policy = "resubmit"
+    on_in_doubt: Policy = "resubmit"
+    max_image_mb: float = 64.0
+    request_timeout_s: float = 60.0
+    poll_first_s: float = 5.0
+    poll_min_s: float = 0.25
+    poll_cap_s: float = 30.0
+    record_retention_s: float = RECORD_RETENTION_S
+    submit_until_wall: float | None = None
+    allow_unknown_params: bool = False
+    log_every_s: float = 30.0
+    progress: bool | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        positive = {
+            "concurrency": self.concurrency,
+            "download_concurrency": self.download_concurrency,
+            "start_rpm": self.start_rpm,
+            "max_image_mb": self.max_image_mb,
+            "request_timeout_s": self.request_timeout_s,
+            "poll_first_s": self.poll_first_s,
+            "poll_min_s": self.poll_min_s,
+            "poll_cap_s": self.poll_cap_s,
+            "record_retention_s": self.record_retention_s,
+            "log_every_s": self.log_every_s,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise UsageError(f"{name} must be greater than 0, got {value}")
+        optional_positive = {"rpm": self.rpm, "max_cost": self.max_cost,
+                             "max_items": self.max_items}
+        for name, opt in optional_positive.items():
+            if opt is not None and not opt > 0:
+                raise UsageError(f"{name} must be greater than 0, got {opt}")
+        if self.drain_timeout_s < 0 or self.retry_failed_jobs < 0:
+            raise UsageError("drain_timeout_s and retry_failed_jobs must not be negative")
+        if self.rate_scope not in ("submits", "all"):
+            raise UsageError(f"rate_scope must be 'submits' or 'all', got {self.rate_scope!r}")
+        for name, policy in (("on_expired", self.on_expired), ("on_in_doubt", self.on_in_doubt)):
+            if policy not in ("resubmit", "fail"):
+                raise UsageError(f"{name} must be 'resubmit' or 'fail', got {policy!r}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise UsageError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * 1024 * 1024)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out / ".batchgen"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.out / "images"

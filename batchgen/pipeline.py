@@ -1,0 +1,180 @@
+"""The only place that knows the topology: streams, the task group, shutdown, summary.
+
+    reader ──Work──> submitter (one job task per in-flight item) ──Harvest──>
+        downloaders (own capacity) ──Delivered──> sink (store, results.jsonl)
+
+Every stream is small and bounded; every stage ends when its input closes. One task
+group owns every task, so an error anywhere cancels the rest and nothing is left
+running. Store writes are shielded, so cancellation leaves the checkpoint consistent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import signal
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+
+from . import lock
+from .budget import Budget
+from .client import ApiClient
+from .clock import Clock, SystemClock
+from .config import RunConfig
+from .errors import ManifestError
+from .jobs import Harvest, Runtime
+from .manifest import ManifestReader
+from .progress import Progress
+from .ratelimit import RateLimiter
+from .retry import RetryPolicy
+from .runstate import STOP_INTERRUPTED, STOP_TERMINATED, DurationEstimate
+from .sink import ResultsLog, export_results, write_summary
+from .stages import Delivered, Work, download_stage, read_stage, sink_stage, submit_stage
+from .store import Store
+from .summary import build_summary, exit_code
+
+log = logging.getLogger("batchgen.pipeline")
+
+STREAM_BUFFER = 16
+
+
+def validate(cfg: RunConfig) -> ManifestReader:
+    """A full pass over the manifest; raises ManifestError before anything is sent."""
+    reader = ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params)
+    if not reader.check():
+        errors = [p for p in reader.problems if p.severity == "error"]
+        raise ManifestError(errors, total=reader.errors)
+    for problem in reader.problems:
+        log.warning("%s", problem)
+    return reader
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
+                       handle_signals: bool = False) -> dict[str, Any]:
+    """Run ``cfg`` to the end; returns the summary (also written to OUT/summary.json)."""
+    clock = clock or SystemClock()
+    reader = await anyio.to_thread.run_sync(validate, cfg)
+    cfg.images_dir.mkdir(parents=True, exist_ok=True)
+    with lock.hold(cfg.state_dir, cfg.out):
+        store = await Store.open(cfg.state_dir / "state.db")
+        try:
+            return await _run_locked(cfg, clock, reader, store, handle_signals)
+        finally:
+            await store.aclose()
+
+
+async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, store: Store,
+                      handle_signals: bool) -> dict[str, Any]:
+    started = clock.wall()
+    run_id = await store.start_run(
+        manifest=str(cfg.manifest),
+        manifest_hash=await anyio.to_thread.run_sync(file_hash, cfg.manifest),
+        options=_options(cfg), now=started, pid=os.getpid(),
+    )
+    rng = random.Random(cfg.seed)
+    totals = await store.totals()
+    async with AsyncExitStack() as stack:
+        api_session = await stack.enter_async_context(_session(cfg, cfg.concurrency * 2))
+        files_session = await stack.enter_async_context(
+            _session(cfg, cfg.download_concurrency * 2))
+        rt = Runtime(
+            cfg=cfg, clock=clock,
+            client=ApiClient(api_session, base_url=cfg.base_url, api_key=cfg.api_key,
+                             history_url=cfg.history_url, timeout_s=cfg.request_timeout_s,
+                             clock=clock),
+            store=store,
+            limiter=RateLimiter(rpm=cfg.rpm, clock=clock, start_rpm=cfg.start_rpm),
+            rng=rng,
+            get_policy=RetryPolicy(max_attempts=8, max_elapsed_s=600.0),
+            submit_policy=RetryPolicy(max_attempts=6, max_elapsed_s=600.0),
+            download_policy=RetryPolicy(max_attempts=6, max_elapsed_s=600.0),
+            estimate=DurationEstimate(cfg.poll_first_s),
+            budget=Budget(cfg.max_cost, spent_before=float(totals["cost"])),
+        )
+        progress = Progress(rt, total=reader.requests)
+        async with anyio.create_task_group() as outer:
+            if handle_signals:
+                outer.start_soon(_watch_signals, rt)
+            outer.start_soon(progress.run)
+            with anyio.CancelScope() as rt.stages_scope:
+                await _run_stages(rt, reader, files_session)
+            outer.cancel_scope.cancel()
+        progress.close()
+    with anyio.CancelScope(shield=True):
+        db = cfg.state_dir / "state.db"
+        await anyio.to_thread.run_sync(export_results, db, cfg.out)
+        counts = await store.counts()
+        totals = await store.totals()
+        summary = build_summary(cfg, rt, counts=counts, totals=totals, started=started,
+                                ended=clock.wall(), manifest_items=reader.requests)
+        summary["exit_code"] = exit_code(rt, counts)
+        await anyio.to_thread.run_sync(write_summary, cfg.out, summary)
+        await store.end_run(run_id, now=clock.wall(), summary=summary,
+                            exit_code=summary["exit_code"])
+    return summary
+
+
+async def _run_stages(rt: Runtime, reader: ManifestReader,
+                      files_session: aiohttp.ClientSession) -> None:
+    work_send, work_recv = anyio.create_memory_object_stream[Work](STREAM_BUFFER)
+    harvest_send, harvest_recv = anyio.create_memory_object_stream[Harvest](STREAM_BUFFER)
+    done_send, done_recv = anyio.create_memory_object_stream[Delivered](STREAM_BUFFER)
+    async with ResultsLog(rt.cfg.out / "results.jsonl") as results, \
+            anyio.create_task_group() as tg:
+        tg.start_soon(read_stage, rt, reader, work_send, harvest_send.clone())
+        tg.start_soon(submit_stage, rt, work_recv, harvest_send)
+        for _ in range(rt.cfg.download_concurrency):
+            tg.start_soon(download_stage, rt, files_session, harvest_recv.clone(),
+                          done_send.clone())
+        harvest_recv.close()
+        done_send.close()
+        tg.start_soon(sink_stage, rt, done_recv, results)
+
+
+def _session(cfg: RunConfig, limit: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=max(4, limit))
+    return aiohttp.ClientSession(connector=connector)
+
+
+async def _watch_signals(rt: Runtime) -> None:
+    """First SIGINT/SIGTERM: stop submitting and drain; a second, or the drain timeout, cuts."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            scope = rt.stages_scope
+            if rt.stop.interrupted:
+                log.warning("second signal: stopping now; saved request ids resume next run")
+                if scope is not None:
+                    scope.cancel()
+                return
+            reason = STOP_TERMINATED if signum == signal.SIGTERM else STOP_INTERRUPTED
+            rt.stop.interrupt(reason)
+            log.warning("%s: no new submits; draining in-flight jobs for up to %.0fs",
+                        reason, rt.cfg.drain_timeout_s)
+            if scope is not None:
+                scope.deadline = min(scope.deadline,
+                                     anyio.current_time() + rt.cfg.drain_timeout_s)
+
+
+def _options(cfg: RunConfig) -> dict[str, Any]:
+    """The run's options for the runs table, without the key."""
+    return {
+        "base_url": cfg.base_url, "concurrency": cfg.concurrency, "rpm": cfg.rpm,
+        "rate_scope": cfg.rate_scope, "max_cost": cfg.max_cost, "max_items": cfg.max_items,
+        "on_expired": cfg.on_expired, "on_in_doubt": cfg.on_in_doubt,
+        "retry_failed": cfg.retry_failed, "retry_failed_jobs": cfg.retry_failed_jobs,
+    }
+

@@ -1,0 +1,117 @@
+"""Shared state of one run: counters, the stop switch, and what was learned on the way."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from .errors import BatchgenError
+
+# Why submitting stopped; the summary reports it.
+STOP_INTERRUPTED = "interrupted"
+STOP_TERMINATED = "terminated"
+STOP_FATAL = "fatal_api_error"
+STOP_BUDGET = "max_cost"
+STOP_DEADLINE = "deadline"
+STOP_MAX_ITEMS = "max_items"
+
+
+class DurationEstimate:
+    """Expected seconds from submit to COMPLETED, learned from finished jobs' metrics.
+
+    The median of recent jobs: robust to the odd slow job, and it follows the queue
+    time as load changes.
+    """
+
+    def __init__(self, initial_s: float, window: int = 50) -> None:
+        self._initial = initial_s
+        self._recent: deque[float] = deque(maxlen=window)
+
+    @property
+    def known(self) -> bool:
+        return bool(self._recent)
+
+    def expected_s(self) -> float:
+        return statistics.median(self._recent) if self._recent else self._initial
+
+    def observe(self, metrics: dict[str, Any], measured_s: float) -> None:
+        """Learn from a finished job: the server's own times when given, else our measure."""
+        total = _number(metrics.get("total_time"))
+        if total is None:
+            queue, inference = _number(metrics.get("queue_time")), _number(
+                metrics.get("inference_time")
+            )
+            total = queue + inference if queue is not None and inference is not None else None
+        self._recent.append(total if total is not None and total >= 0 else measured_s)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+@dataclass
+class Counters:
+    """What this run did; every field ends up in the summary."""
+
+    submits: int = 0
+    submits_new: int = 0
+    completed: int = 0
+    failed: int = 0
+    skipped_done: int = 0
+    skipped_failed: int = 0
+    redownloads: int = 0
+    resumed_jobs: int = 0
+    in_doubt: int = 0
+    adopted: int = 0
+    possible_duplicates: int = 0
+    expired: int = 0
+    recovered_from_history: int = 0
+    resubmits: int = 0
+    polls: int = 0
+    result_fetches: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    images: int = 0
+    image_bytes: int = 0
+    not_delivered: int = 0
+    cost: float = 0.0
+    remaining_credits: float | None = None
+    errors: Counter[str] = field(default_factory=Counter)
+    queue_times: list[float] = field(default_factory=list)
+    inference_times: list[float] = field(default_factory=list)
+
+
+class StopSwitch:
+    """Closes the door on new submits; jobs already in flight carry on."""
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.reason: str | None = None
+        self.fatal: BatchgenError | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.reason in (STOP_INTERRUPTED, STOP_TERMINATED)
+
+    def stop(self, reason: str, fatal: BatchgenError | None = None) -> None:
+        """Stop submitting; the first reason given is the one reported."""
+        if not self.stopped:
+            self.reason = reason
+            self.fatal = fatal
+            self.event.set()
+
+    def interrupt(self, reason: str) -> None:
+        """A signal: stop submitting, and report the signal over any softer reason."""
+        self.stop(reason)
+        if not self.interrupted:
+            self.reason = reason

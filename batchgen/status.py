@@ -1,0 +1,99 @@
+"""``batchgen status OUT``: read-only, instant, and safe while a run holds the lock."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from . import lock
+from . import store as st
+from .errors import UsageError
+from .summary import iso
+
+
+def read_status(out: Path) -> dict[str, Any]:
+    """Counts per state, images on disk, credits, the last run; documented in README."""
+    db = out / ".batchgen" / "state.db"
+    if not db.exists():
+        raise UsageError(f"{out} holds no batchgen run (no {db})")
+    conn = st.connect(db, read_only=True)
+    try:
+        counts = {state: n for state, n in
+                  conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state")}
+        cost, submits, in_doubt = conn.execute(
+            "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(submits), 0),"
+            " COALESCE(SUM(in_doubt), 0) FROM items").fetchone()
+        run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot read {db}: {exc}") from exc
+    finally:
+        conn.close()
+    live = lock.is_held(out / ".batchgen")
+    summary = _load_json(out / "summary.json")
+    last_run = None
+    if run is not None:
+        last_run = {
+            "started_at": iso(run["started_at"]),
+            "ended_at": iso(run["ended_at"]) if run["ended_at"] else None,
+            "exit_code": run["exit_code"],
+            "pid": run["pid"],
+        }
+    total = sum(counts.values())
+    return {
+        "out": str(out),
+        "live": live,
+        "items": {state: counts.get(state, 0) for state in st.STATES} | {"total": total},
+        "images_on_disk": _count_images(out / "images"),
+        "credits_spent": round(float(cost), 6),
+        "submits": int(submits),
+        "in_doubt_submits": int(in_doubt),
+        "possible_duplicate_charges": (summary or {}).get("possible_duplicate_charges"),
+        "last_run": last_run,
+        "eta_s": _eta(run, counts, total) if live else None,
+    }
+
+
+def _eta(run: sqlite3.Row | None, counts: dict[str, int], total: int) -> float | None:
+    """Seconds left at the pace of the live run so far (None before anything finished)."""
+    if run is None:
+        return None
+    done = counts.get(st.COMPLETED, 0) + counts.get(st.FAILED, 0)
+    elapsed = time.time() - run["started_at"]
+    if done == 0 or elapsed <= 0:
+        return None
+    return float(round((total - done) * elapsed / done, 1))
+
+
+def _count_images(directory: Path) -> int:
+    try:
+        return sum(1 for entry in directory.iterdir() if not entry.name.startswith("."))
+    except OSError:
+        return 0
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def describe_status(report: dict[str, Any]) -> str:
+    items = report["items"]
+    states = ", ".join(f"{state} {items[state]}" for state in st.STATES if items[state])
+    last = report["last_run"] or {}
+    lines = [
+        f"{report['out']}: {'RUNNING' if report['live'] else 'idle'}; "
+        f"{items['total']} items: {states or 'none'}",
+        f"images on disk {report['images_on_disk']}, credits spent {report['credits_spent']}, "
+        f"submits {report['submits']}, in-doubt submits {report['in_doubt_submits']}",
+        f"last run: started {last.get('started_at')}, ended {last.get('ended_at')}, "
+        f"exit code {last.get('exit_code')}",
+    ]
+    if report["eta_s"] is not None:
+        lines.append(f"ETA {report['eta_s'] / 60:.1f} min")
+    return "\n".join(lines)
