@@ -6,8 +6,13 @@ combination). JSONL is streamed line by line, so a million-line manifest is neve
 in memory; only a YAML ``items:`` list is loaded at once.
 
 Reading never raises on bad content: every problem is recorded with file, line, item
-and field, and only valid items are yielded. A reader is valid when a full pass found
-no error.
+and field, all in one pass. Only valid items are yielded, and none at all when the
+header (model, defaults, matrix) is broken; an item-level error elsewhere does not stop
+the other items, so a caller must check ``valid`` after the pass before acting on them.
+
+Ids: an explicit id is kept as written (``id.key-value...`` per matrix combination, keys
+sorted); otherwise it is derived from the model and the full parameters, with ``-2``,
+``-3`` ... only on repeats of an identical item. Neither depends on the order of lines.
 """
 
 from __future__ import annotations
