@@ -44,6 +44,7 @@ class RunConfig:
     retry_failed: bool = False
     on_expired: Policy = "resubmit"
     on_in_doubt: Policy = "resubmit"
+    history_wait_s: float = 20.0
     max_image_mb: float = 64.0
     request_timeout_s: float = 60.0
     poll_first_s: float = 5.0

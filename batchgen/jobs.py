@@ -9,242 +9,31 @@ policy per status is API-FACTS' table.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any
 
-import anyio
-
+from . import reconcile
 from . import store as st
-from .budget import Budget, Reservation
-from .client import ApiClient, Submitted
-from .clock import Clock
-from .config import RunConfig
+from .budget import Reservation
+from .client import Submitted
 from .errors import (
     ApiError,
     BadResponseError,
     FatalApiError,
     JobFailedError,
-    RateLimitedError,
     RejectedError,
     RequestExpiredError,
-    TransportError,
 )
 from .models import Item
-from .ratelimit import RateLimiter
-from .retry import RetryPolicy, retrying
-from .runstate import STOP_BUDGET, STOP_DEADLINE, STOP_FATAL, Counters, DurationEstimate, StopSwitch
-from .store import ItemRecord, Store
+from .runtime import Harvest, Output, Runtime, call_api, fail, submitted_for
+from .store import ItemRecord
+from .submit import adopt, resend_allowed, submit
 
 log = logging.getLogger("batchgen.jobs")
-T = TypeVar("T")
 
 # Later polls step by this share of the expected duration, growing by POLL_GROWTH.
 POLL_STEP_SHARE = 0.15
 POLL_GROWTH = 1.5
-# Spread polls by +-JITTER so jobs submitted together do not poll together.
-JITTER = 0.1
-# How many times one item may go in doubt before the policy stops resubmitting it.
-MAX_IN_DOUBT = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    """One image of a finished job: a URL to download, or inline base64 data."""
-
-    url: str | None = None
-    data: str | None = None
-    content_type: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Harvest:
-    """A finished, paid-for job whose images are to be written to disk."""
-
-    item: Item
-    request_id: str | None
-    outputs: tuple[Output, ...]
-    result: dict[str, Any]
-    cost: float | None
-
-
-@dataclass
-class Runtime:
-    """What every stage of one run shares."""
-
-    cfg: RunConfig
-    clock: Clock
-    client: ApiClient
-    store: Store
-    limiter: RateLimiter
-    rng: random.Random
-    get_policy: RetryPolicy
-    submit_policy: RetryPolicy
-    download_policy: RetryPolicy
-    counters: Counters = field(default_factory=Counters)
-    stop: StopSwitch = field(default_factory=StopSwitch)
-    estimate: DurationEstimate = field(default_factory=lambda: DurationEstimate(1.0))
-    budget: Budget = field(default_factory=lambda: Budget(None))
-    stages_scope: anyio.CancelScope | None = None
-
-    def jitter(self, seconds: float) -> float:
-        return seconds * self.rng.uniform(1 - JITTER, 1 + JITTER)
-
-
-Operation = Literal["submit", "get", "download"]
-
-
-async def call_api(
-    rt: Runtime,
-    operation: Operation,
-    call: Callable[[], Awaitable[T]],
-    *,
-    limited: bool,
-    on_attempt: Callable[[], None] | None = None,
-) -> T:
-    """Run ``call`` under the retry policy; ``limited`` calls take a rate permit each try."""
-    policy = {"submit": rt.submit_policy, "get": rt.get_policy,
-              "download": rt.download_policy}[operation]
-
-    async def attempt() -> T:
-        if limited:
-            await rt.limiter.acquire()
-        if on_attempt is not None:
-            on_attempt()
-        try:
-            value = await call()
-        except RateLimitedError as exc:
-            rt.counters.rate_limited += 1
-            rt.limiter.on_rate_limited(exc.retry_after_s)
-            raise
-        if limited:
-            rt.limiter.on_success()
-        return value
-
-    def count_retry(exc: BaseException, attempt: int, delay_s: float) -> None:
-        rt.counters.retries += 1
-
-    return await retrying(attempt, policy=policy, operation=operation, clock=rt.clock,
-                          rng=rt.rng, on_retry=count_retry)
-
-
-async def fail(rt: Runtime, item: Item, error_class: str, message: str) -> None:
-    """Record the item as failed for good (until --retry-failed)."""
-    rt.counters.failed += 1
-    rt.counters.errors[error_class] += 1
-    log.warning("item %s failed (%s): %s", item.id, error_class, message)
-    await rt.store.update(item.id, rt.clock.wall(), state=st.FAILED, last_error=message,
-                          error_class=error_class)
-
-
-async def submit(rt: Runtime, item: Item) -> tuple[Submitted, Reservation] | None:
-    """POST the item once it may go; None when it was not sent or ended here."""
-    while True:
-        if rt.stop.stopped:
-            return None
-        deadline = rt.cfg.submit_until_wall
-        if deadline is not None and rt.clock.wall() >= deadline:
-            rt.stop.stop(STOP_DEADLINE)
-            return None
-        reservation = await rt.budget.reserve(item.samples)
-        if reservation is None:
-            rt.stop.stop(STOP_BUDGET)
-            return None
-        if rt.stop.stopped:
-            rt.budget.release(reservation)
-            return None
-        outcome: Submitted | object | None = None
-        try:
-            outcome = await _post(rt, item)
-        finally:
-            if not isinstance(outcome, Submitted):
-                rt.budget.release(reservation)
-        if isinstance(outcome, Submitted):
-            return outcome, reservation
-        if outcome is not _AGAIN:
-            return None
-
-
-_AGAIN = object()
-
-
-async def _post(rt: Runtime, item: Item) -> Submitted | object | None:
-    """One submit with its retries: the job, _AGAIN (in doubt, send again) or None."""
-    now = rt.clock.wall()
-    await rt.store.update(item.id, now, state=st.SUBMITTING, intent_at=now)
-    posts = 0
-
-    def count_post() -> None:
-        nonlocal posts
-        posts += 1
-        rt.counters.submits += 1
-
-    try:
-        submitted = await call_api(
-            rt, "submit", lambda: rt.client.submit(item.model, item.params),
-            limited=True, on_attempt=count_post,
-        )
-    except TransportError as exc:
-        if not exc.maybe_sent:
-            await _unsent(rt, item, posts, "transport", str(exc))
-            return None
-        return _AGAIN if await _in_doubt(rt, item, posts, str(exc)) else None
-    except RejectedError as exc:
-        await rt.store.write(_counted_op(item.id, rt.clock.wall(), posts))
-        await fail(rt, item, "rejected", str(exc))
-        return None
-    except FatalApiError as exc:
-        await _unsent(rt, item, posts, "fatal", str(exc))
-        rt.stop.stop(STOP_FATAL, exc)
-        return None
-    except ApiError as exc:
-        await _unsent(rt, item, posts, "server_error", str(exc))
-        return None
-    await rt.store.write(_submitted_op(item.id, rt.clock.wall(), submitted, posts))
-    return submitted
-
-
-async def _unsent(rt: Runtime, item: Item, posts: int, error_class: str, message: str) -> None:
-    """The POST was refused or never left: no job exists; the item goes back to pending."""
-    rt.counters.errors[error_class] += 1
-    log.warning("item %s not submitted (%s): %s", item.id, error_class, message)
-    await rt.store.write(_counted_op(item.id, rt.clock.wall(), posts, state=st.PENDING,
-                                     last_error=message, error_class=error_class))
-
-
-async def _in_doubt(rt: Runtime, item: Item, posts: int, message: str) -> bool:
-    """Record a submit whose outcome is unknown; True when policy says send it again."""
-    rt.counters.in_doubt += 1
-    rt.counters.errors["in_doubt"] += 1
-    record = await rt.store.get(item.id)
-    times = (record.in_doubt if record else 0) + 1
-    await rt.store.write(_counted_op(item.id, rt.clock.wall(), posts, state=st.IN_DOUBT,
-                                     in_doubt=times, last_error=message,
-                                     error_class="in_doubt"))
-    if rt.cfg.on_in_doubt == "fail" or times >= MAX_IN_DOUBT:
-        await fail(rt, item, "in_doubt", f"submit outcome unknown: {message}")
-        return False
-    rt.counters.possible_duplicates += 1
-    log.warning("item %s: submit outcome unknown (%s); sending again, a possible duplicate",
-                item.id, message)
-    return True
-
-
-def _counted_op(item_id: str, now: float, posts: int, **fields: Any) -> st.Op:
-    update = st.update_op(item_id, now, fields)
-
-    def op(conn: Any) -> None:
-        conn.execute("UPDATE items SET submits = submits + ? WHERE id = ?", (posts, item_id))
-        update(conn)
-
-    return op
-
-
-def _submitted_op(item_id: str, now: float, sub: Submitted, posts: int) -> st.Op:
-    return _counted_op(item_id, now, posts, state=st.SUBMITTED, request_id=sub.request_id,
-                       status_url=sub.status_url, response_url=sub.response_url,
-                       submitted_at=now, last_error=None, error_class=None)
 
 
 async def poll_until_done(rt: Runtime, sub: Submitted, submitted_at: float) -> None:
@@ -331,23 +120,29 @@ async def fetch(rt: Runtime, item: Item, sub: Submitted, submitted_at: float) ->
     return Harvest(item, sub.request_id, outputs, keep, cost)
 
 
-def resumed(record: ItemRecord) -> Submitted | None:
+def resumed(rt: Runtime, record: ItemRecord) -> Submitted | None:
     """The job a stored row already has on the server, if any."""
     if record.state not in (st.SUBMITTED, st.FETCHED) or not record.request_id:
         return None
-    return Submitted(request_id=record.request_id, status_url=record.status_url or "",
-                     response_url=record.response_url or "", raw={})
+    return submitted_for(rt, record.request_id, record.status_url, record.response_url)
 
 
 async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
                   deliver: Callable[[Harvest], Awaitable[None]]) -> None:
     """Carry one item from wherever it stands to a harvest, or record why it cannot."""
-    sub = resumed(record) if record else None
+    sub = resumed(rt, record) if record else None
     submitted_at = (record.submitted_at or rt.clock.wall()) if sub and record else 0.0
     failures = record.job_failures if record else 0
     reservation = Reservation()
     if sub is not None:
         rt.counters.resumed_jobs += 1
+    elif record is not None and record.state in (st.SUBMITTING, st.IN_DOUBT):
+        # A run died between intent and answer: did that POST create a job?
+        rt.counters.in_doubt += 1
+        sub = await adopt(rt, item, record.intent_at or rt.clock.wall())
+        if sub is None and not await resend_allowed(rt, item, "the run stopped mid-submit"):
+            return
+        submitted_at = rt.clock.wall()
     while True:
         if sub is None:
             posted = await submit(rt, item)
@@ -360,14 +155,19 @@ async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
             harvest = await fetch(rt, item, sub, submitted_at)
         except RequestExpiredError as exc:
             rt.counters.expired += 1
-            if rt.cfg.on_expired == "fail":
+            harvest_or_none = await _from_history(rt, item, sub, submitted_at)
+            if harvest_or_none is not None:
+                harvest = harvest_or_none
+            elif rt.cfg.on_expired == "fail":
                 await fail(rt, item, "expired", str(exc))
                 return
-            rt.counters.resubmits += 1
-            await rt.store.bump(item.id, rt.clock.wall(), "resubmits", state=st.PENDING,
-                                request_id=None, last_error=str(exc), error_class="expired")
-            sub = None
-            continue
+            else:
+                rt.counters.resubmits += 1
+                await rt.store.bump(item.id, rt.clock.wall(), "resubmits", state=st.PENDING,
+                                    request_id=None, last_error=str(exc),
+                                    error_class="expired")
+                sub = None
+                continue
         except JobFailedError as exc:
             failures += 1
             await rt.store.bump(item.id, rt.clock.wall(), "job_failures")
@@ -386,6 +186,49 @@ async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
             reservation = Reservation()
         await deliver(harvest)
         return
+
+
+async def _from_history(rt: Runtime, item: Item, sub: Submitted,
+                        submitted_at: float) -> Harvest | None:
+    """An expired job's outputs from the account history: no new charge. Raises
+    JobFailedError when the history says the job FAILED."""
+    # A job the history still shows PENDING exists and will be billed: wait for it
+    # (bounded) rather than pay for a second one.
+    give_up = rt.clock.now() + rt.cfg.record_retention_s
+    delay = rt.cfg.poll_min_s
+    while True:
+        try:
+            found = await call_api(
+                rt, "get",
+                lambda: reconcile.recover(rt.client, sub.request_id, model=item.model,
+                                          samples=item.samples, submitted_at=submitted_at,
+                                          now=rt.clock.wall()),
+                limited=rt.cfg.rate_scope == "all",
+            )
+        except ApiError as exc:
+            log.warning("item %s: the history cannot be read (%s)", item.id, exc)
+            return None
+        if found is None or found.status != "PENDING" or rt.clock.now() + delay > give_up:
+            break
+        await rt.clock.sleep(rt.jitter(delay))
+        delay = min(rt.cfg.poll_cap_s, delay * 2)
+    if found is None:
+        return None
+    if found.status == "FAILED":
+        raise JobFailedError(found.error or "the job FAILED (from the history)")
+    if found.status != "COMPLETED" or not found.urls:
+        return None
+    rt.counters.recovered_from_history += 1
+    log.info("item %s: recovered job %s from the history", item.id, sub.request_id)
+    outputs = tuple(Output(url=url) for url in found.urls)
+    keep = {"seed": None, "metrics": {"cost": found.cost}, "from_history": True,
+            "outputs": [{"url": url, "content_type": None} for url in found.urls]}
+    if found.cost is not None:
+        rt.counters.cost += found.cost
+        rt.budget.charge(found.cost, item.samples)
+    await rt.store.update(item.id, rt.clock.wall(), state=st.FETCHED, result=keep,
+                          cost=found.cost)
+    return Harvest(item, sub.request_id, outputs, keep, found.cost)
 
 
 def _failure_class(exc: JobFailedError) -> str:

@@ -28,12 +28,12 @@ from .client import ApiClient
 from .clock import Clock, SystemClock
 from .config import RunConfig
 from .errors import ManifestError
-from .jobs import Harvest, Runtime
 from .manifest import ManifestReader
 from .progress import Progress
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 from .runstate import STOP_INTERRUPTED, STOP_TERMINATED, DurationEstimate
+from .runtime import Harvest, Runtime
 from .sink import ResultsLog, export_results, write_summary
 from .stages import Delivered, Work, download_stage, read_stage, sink_stage, submit_stage
 from .store import Store

@@ -10,7 +10,7 @@ import anyio
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from .jobs import Runtime
+    from .runtime import Runtime
 
 log = logging.getLogger("batchgen.progress")
 

@@ -19,10 +19,11 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import store as st
 from .download import Downloaded, decode_base64_image, download
 from .errors import ApiError
-from .jobs import Harvest, Output, Runtime, call_api, run_job
+from .jobs import run_job
 from .manifest import ManifestReader
 from .models import Item
 from .runstate import STOP_MAX_ITEMS
+from .runtime import Harvest, Output, Runtime, call_api
 from .sink import ResultsLog, extension_for, file_ok, image_name, place, temp_path
 from .store import ItemRecord
 

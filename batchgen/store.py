@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS items (
     updated_at REAL
 );
 CREATE INDEX IF NOT EXISTS items_state ON items(state);
+CREATE INDEX IF NOT EXISTS items_request ON items(request_id);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at REAL NOT NULL,
@@ -244,6 +245,22 @@ class Store:
 
     async def get(self, item_id: str) -> ItemRecord | None:
         return (await self.lookup([item_id])).get(item_id)
+
+    async def claimed(self, request_ids: Sequence[str], *, but: str) -> set[str]:
+        """Which of ``request_ids`` an item other than ``but`` already holds."""
+
+        def query(conn: sqlite3.Connection) -> set[str]:
+            marks = ",".join("?" * len(request_ids))
+            rows = conn.execute(
+                f"SELECT request_id FROM items WHERE request_id IN ({marks}) AND id != ?",
+                [*request_ids, but],
+            )
+            return {row[0] for row in rows}
+
+        if not request_ids:
+            return set()
+        result: set[str] = await self.read(query)
+        return result
 
     async def counts(self) -> dict[str, int]:
         def query(conn: sqlite3.Connection) -> dict[str, int]:

@@ -11,7 +11,7 @@ from .runstate import STOP_FATAL, STOP_INTERRUPTED, STOP_TERMINATED
 
 if TYPE_CHECKING:
     from .config import RunConfig
-    from .jobs import Runtime
+    from .runtime import Runtime
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_FATAL_API = 0, 1, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -94,6 +94,8 @@ def build_summary(cfg: RunConfig, rt: Runtime, *, counts: dict[str, int],
             "remaining": c.remaining_credits,
         },
         "in_doubt_submits": c.in_doubt,
+        "adopted_from_history": c.adopted,
+        "recovered_from_history": c.recovered_from_history,
         "possible_duplicate_charges": c.possible_duplicates,
         "errors_by_cause": dict(c.errors.most_common()),
         "timing": {

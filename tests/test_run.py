@@ -16,7 +16,8 @@ from batchgen.errors import ManifestError, OutputLockedError
 from batchgen.lock import hold
 from batchgen.server import FAIL_MARKER, LocalServer
 
-FAST = {"poll_first_s": 0.05, "poll_min_s": 0.02, "progress": False, "rpm": 6000}
+FAST = {"poll_first_s": 0.05, "poll_min_s": 0.02, "progress": False, "rpm": 6000,
+        "history_wait_s": 0.2}
 
 
 def write_manifest(path: Path, text: str) -> Path:
