@@ -64,7 +64,8 @@ class ServerConfig:
     slow_s: float = 5.0
     non_json_rate: float = 0.0
 
-    image_cache_size: int = 16
+    # Rendered PNGs are a few KB at 512x512: a few hundred cost little memory.
+    image_cache_size: int = 256
 
     def __post_init__(self) -> None:
         for f in fields(self):
