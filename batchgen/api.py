@@ -11,6 +11,8 @@ from .config import RunConfig
 from .pipeline import run_pipeline
 
 LOCAL_START_RPM = 6000.0
+# The embedded server's jobs take a fraction of a second.
+LOCAL_POLL_FIRST_S = 0.2
 
 
 async def run(
@@ -36,5 +38,6 @@ async def run(
         # The embedded server has no rate limit: start discovery high, not at a plan's 50.
         cfg = dataclasses.replace(cfg, base_url=server.base_url, api_key=server.api_key,
                                   history_url=server.base_url,
-                                  start_rpm=max(cfg.start_rpm, LOCAL_START_RPM))
+                                  start_rpm=max(cfg.start_rpm, LOCAL_START_RPM),
+                                  poll_first_s=min(cfg.poll_first_s, LOCAL_POLL_FIRST_S))
         return await run_pipeline(cfg, clock=clock, handle_signals=handle_signals)

@@ -118,6 +118,11 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--on-expired", choices=("resubmit", "fail"), default="resubmit")
     run.add_argument("--on-in-doubt", choices=("resubmit", "fail"), default="resubmit")
     run.add_argument("--max-image-mb", type=float, default=64.0)
+    run.add_argument("--poll-first", type=float, default=config.DEFAULT_POLL_FIRST_S, metavar="S",
+                     help="seconds before the first status poll, until job times are learned")
+    run.add_argument("--history-wait", type=float, default=config.DEFAULT_HISTORY_WAIT_S,
+                     metavar="S", help="how long to look in the history for an in-doubt "
+                     "submit's job before resending it")
     deadline = run.add_mutually_exclusive_group()
     deadline.add_argument("--stop-submitting-at", metavar="HH:MM",
                           help="local time after which nothing new is submitted")
@@ -153,6 +158,8 @@ def _run_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         on_expired=ns.on_expired,
         on_in_doubt=ns.on_in_doubt,
         max_image_mb=ns.max_image_mb,
+        poll_first_s=ns.poll_first,
+        history_wait_s=ns.history_wait,
         submit_until_wall=_deadline(ns, time.time()),
         log_every_s=ns.log_every,
         progress=False if ns.no_progress else None,

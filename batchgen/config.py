@@ -19,6 +19,12 @@ DEFAULT_START_RPM = 50.0
 # v2 request records live one hour (API-FACTS); stop polling a little before that.
 RECORD_RETENTION_S = 3600.0
 
+# Before any job has finished, the first status poll waits this long (API-FACTS' example
+# job took 13 s of inference); afterwards it is learned from finished jobs' metrics.
+DEFAULT_POLL_FIRST_S = 5.0
+# How long an in-doubt submit's job is looked for in the (possibly lagging) history.
+DEFAULT_HISTORY_WAIT_S = 20.0
+
 RateScope = Literal["submits", "all"]
 Policy = Literal["resubmit", "fail"]
 
@@ -44,10 +50,10 @@ class RunConfig:
     retry_failed: bool = False
     on_expired: Policy = "resubmit"
     on_in_doubt: Policy = "resubmit"
-    history_wait_s: float = 20.0
+    history_wait_s: float = DEFAULT_HISTORY_WAIT_S
     max_image_mb: float = 64.0
     request_timeout_s: float = 60.0
-    poll_first_s: float = 5.0
+    poll_first_s: float = DEFAULT_POLL_FIRST_S
     poll_min_s: float = 0.25
     poll_cap_s: float = 30.0
     record_retention_s: float = RECORD_RETENTION_S
