@@ -1,0 +1,66 @@
+"""The error policy end to end: each API answer that stops a run, against the local server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import MODEL, StartServer
+from test_run import run, write_manifest
+
+
+@pytest.mark.parametrize(
+    ("server_options", "manifest_text", "status"),
+    [
+        ({"forbidden": (MODEL,)}, "items: [a, b]\n", 403),
+        ({}, "model: no-such-model\nitems: [a, b]\n", 404),
+        ({"retired": (MODEL,)}, "items: [a, b]\n", 410),
+    ],
+    ids=["403-forbidden", "404-unknown-model", "410-retired"],
+)
+async def test_fatal_answers_stop_with_exit_3(
+    local_server: StartServer, tmp_path: Path, server_options: dict[str, object],
+    manifest_text: str, status: int,
+) -> None:
+    """403, an unknown model's 404 and 410 stop submitting at once and exit 3."""
+    server = await local_server(**server_options)
+    manifest = write_manifest(tmp_path / "m.yaml", manifest_text)
+    summary = await run(server, manifest, tmp_path / "out", concurrency=1)
+    assert summary["exit_code"] == 3
+    assert str(status) in summary["fatal_error"]
+    assert sum(server.stats()["submits_rejected"].values()) == 1
+    assert summary["items"]["pending"] == 2
+
+
+async def test_out_of_credits_stops_submitting_and_keeps_finished(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """406 (credits) stops new submits; jobs already accepted are still delivered."""
+    server = await local_server(credits=0.02, cost_per_image=0.01)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b, c, d]\n")
+    summary = await run(server, manifest, tmp_path / "out", concurrency=1)
+    assert summary["exit_code"] == 3
+    assert "406" in summary["fatal_error"]
+    assert summary["items"]["completed"] == 2
+    assert summary["items"]["pending"] == 2
+
+
+async def test_server_errors_are_retried(local_server: StartServer, tmp_path: Path) -> None:
+    """500/502/503/504 answers and non-JSON error bodies are retried until the items land."""
+    server = await local_server(error_500_rate=0.1, error_502_rate=0.1, error_503_rate=0.1,
+                                error_504_rate=0.1, non_json_rate=1.0, rng_seed=3)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b, c, d, e, f]\n")
+    summary = await run(server, manifest, tmp_path / "out")
+    assert summary["items"]["completed"] == 6
+    assert summary["this_run"]["retries"] > 0
+    assert server.stats()["duplicate_bodies"] == 0
+
+
+async def test_failed_job_retried_when_asked(local_server: StartServer, tmp_path: Path) -> None:
+    """--retry-failed-jobs K sends a FAILED job again up to K times, then fails the item."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: ['always [[fail]]']\n")
+    summary = await run(server, manifest, tmp_path / "out", retry_failed_jobs=2)
+    assert server.stats()["submits_accepted"] == 3
+    assert summary["items"]["failed"] == 1
+    assert summary["errors_by_cause"] == {"safety_block": 1}
