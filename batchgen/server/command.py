@@ -2,7 +2,22 @@
 
 The first line printed is the base URL (flushed at once), so a script or test can start
 the server with ``--port 0`` and read where it listens. Flags map one-to-one onto
-``ServerConfig`` fields; the fault flags are described in ``faults.py``.
+``ServerConfig`` fields:
+
+- ``--api-key`` the one key accepted (401 otherwise); ``--models`` extra known slugs,
+  ``--forbidden`` slugs answered 403, ``--retired`` slugs answered 410.
+- ``--workers``, ``--latency``, ``--jitter``: the simulated GPU pool; a job takes
+  latency * steps/20 * pixels/512^2 * samples * (1 +- jitter) seconds.
+- ``--fail-rate`` share of jobs ending FAILED; ``--fail-prompt`` substrings that always
+  end FAILED as a safety block (``[[fail]]`` always does).
+- ``--retention`` v2 record lifetime, ``--history-retention`` how long history outlives
+  it, ``--history-lag`` delay before a job shows in history.
+- ``--rpm``/``--rpm-scope`` sliding-minute limit per key, counting submits or all calls.
+- ``--credits``/``--cost`` account balance and price per image (406 when short).
+- Faults, all seeded by ``--rng-seed`` (details in ``faults.py``): ``--error-50X-rate``
+  5xx answers, ``--drop-before-rate``/``--drop-after-rate`` connections closed before or
+  after a submit is accepted, ``--slow-rate``/``--slow-s`` held answers,
+  ``--truncate-rate`` downloads cut short, ``--non-json-rate`` text or HTML error bodies.
 """
 
 from __future__ import annotations
