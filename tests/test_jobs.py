@@ -1,0 +1,158 @@
+"""Job logic with an in-memory fake API and a manual clock: poll schedule, outputs, budget."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from batchgen.budget import Budget
+from batchgen.client import JobStatus, Submitted
+from batchgen.clock import ManualClock
+from batchgen.config import RunConfig
+from batchgen.jobs import outputs_of, poll_until_done
+from batchgen.ratelimit import RateLimiter
+from batchgen.retry import RetryPolicy
+from batchgen.runstate import DurationEstimate
+from batchgen.runtime import Output, Runtime
+
+
+class FakeApi:
+    """Jobs that complete at a set time on the manual clock; records when it was polled."""
+
+    def __init__(self, clock: ManualClock, done_at: float) -> None:
+        self.clock = clock
+        self.done_at = done_at
+        self.polled_at: list[float] = []
+
+    async def status(self, sub: Submitted) -> JobStatus:
+        self.polled_at.append(self.clock.now())
+        done = self.clock.now() >= self.done_at
+        return JobStatus(status="COMPLETED" if done else "PROCESSING", metrics={}, raw={})
+
+
+def runtime(clock: ManualClock, api: Any, tmp_path: Path, expected_s: float) -> Runtime:
+    cfg = RunConfig(manifest=tmp_path / "m.yaml", out=tmp_path / "out", poll_first_s=expected_s,
+                    poll_min_s=0.25, poll_cap_s=30.0)
+    policy = RetryPolicy(max_attempts=3)
+    return Runtime(cfg=cfg, clock=clock, client=api, store=None,  # type: ignore[arg-type]
+                   limiter=RateLimiter(rpm=None, clock=clock), rng=random.Random(1),
+                   get_policy=policy, submit_policy=policy, download_policy=policy,
+                   estimate=DurationEstimate(expected_s))
+
+
+async def settle(turns: int = 20) -> None:
+    """Let the other tasks run until they wait again (no real time passes)."""
+    for _ in range(turns):
+        await anyio.lowlevel.checkpoint()
+
+
+async def drive(clock: ManualClock, step_s: float, until: anyio.Event) -> None:
+    """Advance the manual clock in small steps, letting woken tasks run in between."""
+    while not until.is_set():
+        await settle()
+        clock.advance(step_s)
+
+
+SUB = Submitted(request_id="r1", status_url="http://api/s", response_url="http://api/r", raw={})
+
+
+@pytest.mark.parametrize("done_at", [9.0, 10.0, 10.5, 12.0])
+async def test_first_poll_lands_at_expected_time(tmp_path: Path, done_at: float) -> None:
+    """The first poll comes near the expected duration, never in the first 90% of it."""
+    clock = ManualClock()
+    api = FakeApi(clock, done_at)
+    rt = runtime(clock, api, tmp_path, expected_s=10.0)
+    finished = anyio.Event()
+
+    async def poll() -> None:
+        await poll_until_done(rt, SUB, submitted_at=clock.wall())
+        finished.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drive, clock, 0.01, finished)
+        tg.start_soon(poll)
+    assert 9.0 <= api.polled_at[0] <= 11.0
+    assert len(api.polled_at) <= 3
+    assert api.polled_at[-1] - done_at <= 0.15 * 10.0 * 1.5 + 1.0
+
+
+async def test_polls_of_many_jobs_are_spread(tmp_path: Path) -> None:
+    """Jobs submitted together do not poll at the same instant (jitter)."""
+    clock = ManualClock()
+    api = FakeApi(clock, done_at=100.0)
+    rt = runtime(clock, api, tmp_path, expected_s=5.0)
+    finished = anyio.Event()
+
+    async def polls() -> None:
+        async with anyio.create_task_group() as jobs:
+            for _ in range(20):
+                jobs.start_soon(poll_until_done, rt, SUB, clock.wall())
+        finished.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drive, clock, 0.01, finished)
+        tg.start_soon(polls)
+    first_round = sorted(api.polled_at)[:20]
+    assert len({round(t, 2) for t in first_round}) >= 15
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        ({"images": [{"url": "https://cdn/a.png", "content_type": "image/png"}], "output": "x"},
+         (Output(url="https://cdn/a.png", content_type="image/png"),)),
+        ({"output": "https://cdn/b.jpg"}, (Output(url="https://cdn/b.jpg"),)),
+        ({"output": ["https://cdn/1.png", "https://cdn/2.png"]},
+         (Output(url="https://cdn/1.png"), Output(url="https://cdn/2.png"))),
+        ({"output": "iVBORw0KGgo="}, (Output(data="iVBORw0KGgo="),)),
+        ({"images": [{"base64": "AAAA"}], "extra": 1}, (Output(data="AAAA"),)),
+        ({"images": "odd", "output": None}, ()),
+    ],
+    ids=["images-list", "output-url", "output-list", "output-base64", "images-data", "none"],
+)
+def test_outputs_of(result: dict[str, Any], expected: tuple[Output, ...]) -> None:
+    """Image outputs are read from images[] first, then from output, whatever the shape."""
+    assert outputs_of(result) == expected
+
+
+async def test_budget_holds_one_unpriced_job_at_a_time() -> None:
+    """Until a price is known, a second reservation waits for the first job to end."""
+    budget = Budget(1.0)
+    first = await budget.reserve(1)
+    assert first is not None and first.unpriced
+    second_done = anyio.Event()
+
+    async def second() -> None:
+        await budget.reserve(1)
+        second_done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(second)
+        await settle()
+        assert not second_done.is_set()
+        budget.charge(0.3, 1)
+        budget.release(first)
+    assert second_done.is_set()
+    assert budget.reserved == pytest.approx(0.3)
+
+
+async def test_budget_refuses_past_the_cap() -> None:
+    """A reservation that would take spent plus reserved past the cap is refused."""
+    budget = Budget(1.0, spent_before=0.5)
+    budget.charge(0.2, 1)
+    assert await budget.reserve(1) is not None  # 0.5 + 0.2 + 0.2 = 0.9
+    assert await budget.reserve(1) is None  # would be 1.1
+
+
+def test_estimate_prefers_server_times() -> None:
+    """The duration estimate learns total_time (or queue + inference), not our measure."""
+    estimate = DurationEstimate(5.0)
+    assert estimate.expected_s() == 5.0
+    estimate.observe({"total_time": 12.0}, measured_s=30.0)
+    estimate.observe({"queue_time": 1.0, "inference_time": 10.0}, measured_s=30.0)
+    estimate.observe({}, measured_s=14.0)
+    assert estimate.expected_s() == 12.0
