@@ -180,3 +180,24 @@ async def test_faults_deliver_every_image(local_server: StartServer, tmp_path: P
     assert len(results(tmp_path / "out")) == 60
     stats = server.stats()
     assert stats["duplicate_bodies"] <= summary["possible_duplicate_charges"]
+
+
+async def test_thousand_items_under_faults(local_server: StartServer, tmp_path: Path) -> None:
+    """1,000 items under 3% 5xx, 1% drops and 2% truncation: 1,000 valid images, no double pay."""
+    server = await local_server(error_500_rate=0.01, error_502_rate=0.01, error_503_rate=0.01,
+                                drop_before_rate=0.005, drop_after_rate=0.005,
+                                truncate_rate=0.02, rng_seed=1000, workers=64)
+    lines = "\n".join(json.dumps({"prompt": f"scene {n}", "seed": n}) for n in range(1000))
+    manifest = write_manifest(tmp_path / "m.jsonl", lines + "\n")
+    summary = await run(server, manifest, tmp_path / "out", concurrency=64)
+    assert summary["items"]["completed"] == 1000
+    done = results(tmp_path / "out")
+    assert len({line["id"] for line in done}) == 1000
+    for line in done:
+        entry = line["files"][0]
+        data = (tmp_path / "out" / entry["path"]).read_bytes()
+        assert len(data) == entry["bytes"]
+        assert png_size(data) == (512, 512)
+    stats = server.stats()
+    assert stats["faults"].get("truncate", 0) > 0
+    assert stats["duplicate_bodies"] <= summary["possible_duplicate_charges"]
