@@ -47,3 +47,17 @@ async def test_duplicate_bodies(local_server, api) -> None:
     stats = server.stats()
     assert stats["duplicate_bodies"] == 1
     assert stats["accepted_by_body"]['sd1.5-epicrealism {"prompt":"x","seed":1}'] == 2
+
+
+async def test_detection_delay(local_server, api, clock: ManualClock) -> None:
+    """The first terminal answer for a job records how long after its end it came."""
+    server = await local_server(clock=clock, latency_s=1.0)
+    client = api(server)
+    rid = (await client.submit({"prompt": "ok"})).json()["request_id"]
+    await client.status(rid)
+    clock.advance(1.5)
+    await client.status(rid)
+    await client.result(rid)
+    delay = server.stats()["detection_delay_s"]
+    assert delay["count"] == 1
+    assert abs(delay["p50"] - 0.5) < 1e-6

@@ -99,6 +99,8 @@ async def get_status(request: web.Request) -> web.Response:
     state.stats.polls["status"] += 1
     if job is None:
         return json_error(state, 404, "Request not found or expired")
+    if now >= job.end:
+        state.stats.detect(job.request_id, now - job.end)
     return status_answer(job, now)
 
 
@@ -107,6 +109,8 @@ async def get_result(request: web.Request) -> web.Response:
     state.stats.polls["result"] += 1
     if job is None:
         return json_error(state, 404, "Request not found or expired")
+    if now >= job.end:
+        state.stats.detect(job.request_id, now - job.end)
     if job.state_at(now) != "COMPLETED":
         return status_answer(job, now)
     state.stats.result_fetches += 1
