@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 
-from . import api, config, errors, status
+from . import config, errors, status
 from ._version import __version__
 from .config import RunConfig
 from .manifest import ManifestReader
@@ -214,6 +214,8 @@ def _deadline(ns: argparse.Namespace, now: float) -> float | None:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
+    from . import api  # the engine and aiohttp: only for commands that run it
+
     cfg = _run_config(ns, os.environ)
     summary = anyio.run(partial(api.run, cfg.manifest, out=cfg.out, local=ns.local,
                                 handle_signals=True, **_options(cfg)))

@@ -6,9 +6,27 @@ Modules: ``config`` (options), ``app`` (routes, gateway), ``api`` (v2/v1 endpoin
 (start/stop in-process) and ``command`` (``batchgen serve``).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .config import DEMO_API_KEY, FAIL_MARKER, ServerConfig
-from .runner import LocalServer, serve_local, start_server
-from .state import ServerState
+
+if TYPE_CHECKING:
+    from .runner import LocalServer, serve_local, start_server
+    from .state import ServerState
+
+# The running parts pull in aiohttp.web; load them on first use so that commands which
+# only need the options (``batchgen validate``, ``--help``) stay light.
+_LAZY = {"LocalServer": "runner", "serve_local": "runner", "start_server": "runner",
+         "ServerState": "state"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f"{__name__}.{module}"), name)
 
 __all__ = [
     "DEMO_API_KEY",

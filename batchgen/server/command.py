@@ -29,7 +29,6 @@ import sys
 
 from ..errors import UsageError
 from .config import DEMO_API_KEY, FAIL_MARKER, ServerConfig
-from .runner import start_server
 
 _DEFAULTS = ServerConfig()
 
@@ -118,6 +117,8 @@ def config_from(ns: argparse.Namespace) -> ServerConfig:
 
 
 async def _serve(config: ServerConfig, host: str, port: int) -> None:
+    from .runner import start_server  # aiohttp.web only when serving
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
