@@ -11,10 +11,12 @@ running. Store writes are shielded, so cancellation leaves the checkpoint consis
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
 import signal
+import sqlite3
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,8 @@ from .budget import Budget
 from .client import ApiClient
 from .clock import Clock, SystemClock
 from .config import RunConfig
-from .errors import ManifestError
-from .manifest import ManifestReader
+from .errors import ManifestError, StoreError
+from .manifest import JSONL_SUFFIXES, ManifestReader
 from .progress import Progress
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
@@ -36,7 +38,7 @@ from .runstate import STOP_INTERRUPTED, STOP_TERMINATED, DurationEstimate
 from .runtime import Harvest, Runtime
 from .sink import ResultsLog, export_results, write_summary
 from .stages import Delivered, Work, download_stage, read_stage, sink_stage, submit_stage
-from .store import Store
+from .store import Store, connect
 from .summary import build_summary, exit_code
 
 log = logging.getLogger("batchgen.pipeline")
@@ -63,28 +65,53 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def validated_before(cfg: RunConfig, digest: str) -> bool:
+    """True when an earlier run into OUT validated this very JSONL file with these options.
+
+    Resuming a million-line manifest then skips the separate validation pass (the run's
+    own reading still checks every item). YAML may name an ``items_file`` that its own
+    hash does not cover, so YAML is always validated first.
+    """
+    db = cfg.state_dir / "state.db"
+    if cfg.manifest.suffix.lower() not in JSONL_SUFFIXES or not db.exists():
+        return False
+    try:
+        conn = connect(db, read_only=True)
+    except StoreError:
+        return False
+    try:
+        rows = conn.execute("SELECT options FROM runs WHERE manifest_hash = ?", (digest,))
+        return any(json.loads(row[0] or "{}").get("allow_unknown_params")
+                   == cfg.allow_unknown_params for row in rows)
+    except (sqlite3.Error, ValueError):
+        return False
+    finally:
+        conn.close()
+
+
 async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
                        handle_signals: bool = False) -> dict[str, Any]:
     """Run ``cfg`` to the end; returns the summary (also written to OUT/summary.json)."""
     clock = clock or SystemClock()
-    reader = await anyio.to_thread.run_sync(validate, cfg)
+    digest = await anyio.to_thread.run_sync(file_hash, cfg.manifest)
+    if await anyio.to_thread.run_sync(validated_before, cfg, digest):
+        reader = ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params)
+    else:
+        reader = await anyio.to_thread.run_sync(validate, cfg)
     cfg.images_dir.mkdir(parents=True, exist_ok=True)
     with lock.hold(cfg.state_dir, cfg.out):
         store = await Store.open(cfg.state_dir / "state.db")
         try:
-            return await _run_locked(cfg, clock, reader, store, handle_signals)
+            return await _run_locked(cfg, clock, reader, store, digest, handle_signals)
         finally:
             await store.aclose()
 
 
 async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, store: Store,
-                      handle_signals: bool) -> dict[str, Any]:
+                      digest: str, handle_signals: bool) -> dict[str, Any]:
     started = clock.wall()
-    run_id = await store.start_run(
-        manifest=str(cfg.manifest),
-        manifest_hash=await anyio.to_thread.run_sync(file_hash, cfg.manifest),
-        options=_options(cfg), now=started, pid=os.getpid(),
-    )
+    run_id = await store.start_run(manifest=str(cfg.manifest), manifest_hash=digest,
+                                   options=_options(cfg), now=started, pid=os.getpid())
     rng = random.Random(cfg.seed)
     totals = await store.totals()
     async with AsyncExitStack() as stack:
@@ -105,7 +132,8 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, stor
             estimate=DurationEstimate(cfg.poll_first_s),
             budget=Budget(cfg.max_cost, spent_before=float(totals["cost"])),
         )
-        progress = Progress(rt, total=reader.requests)
+        # A resumed run that skipped validation learns the total from the store.
+        progress = Progress(rt, total=reader.requests or sum((await store.counts()).values()))
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(_watch_signals, rt)
@@ -176,5 +204,6 @@ def _options(cfg: RunConfig) -> dict[str, Any]:
         "rate_scope": cfg.rate_scope, "max_cost": cfg.max_cost, "max_items": cfg.max_items,
         "on_expired": cfg.on_expired, "on_in_doubt": cfg.on_in_doubt,
         "retry_failed": cfg.retry_failed, "retry_failed_jobs": cfg.retry_failed_jobs,
+        "allow_unknown_params": cfg.allow_unknown_params,
     }
 

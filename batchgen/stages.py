@@ -29,7 +29,7 @@ from .store import ItemRecord
 
 log = logging.getLogger("batchgen.stages")
 
-READ_CHUNK = 256
+READ_CHUNK = 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from conftest import StartServer
 from test_run import results, run, write_manifest
 
 from batchgen import cli
 from batchgen import store as st
 from batchgen.clock import ManualClock
+from batchgen.errors import ManifestError
 from batchgen.manifest import ManifestReader
 from batchgen.server import FAIL_MARKER, LocalServer
 from batchgen.store import Store
@@ -215,3 +217,24 @@ async def test_status_json(local_server: StartServer, tmp_path: Path,
     assert report["credits_spent"] == 1.0
     assert report["live"] is False
     assert report["last_run"]["exit_code"] == 0
+
+
+async def test_unchanged_jsonl_is_not_validated_twice(
+    local_server: StartServer, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Resuming an unchanged JSONL skips the separate validation pass; a changed one does not."""
+    from batchgen import pipeline
+
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.jsonl", '{"prompt": "one"}\n{"prompt": "two"}\n')
+    await run(server, manifest, tmp_path / "out")
+    passes: list[Path] = []
+    real = pipeline.validate
+    monkeypatch.setattr(pipeline, "validate", lambda cfg: passes.append(cfg.manifest) or real(cfg))
+    await run(server, manifest, tmp_path / "out")
+    assert passes == []
+    write_manifest(manifest, '{"prompt": "one"}\n{"prompt": "two", "samples": 9}\n')
+    with pytest.raises(ManifestError):
+        await run(server, manifest, tmp_path / "out")
+    assert passes == [manifest]
+    assert server.stats()["submits_accepted"] == 2
