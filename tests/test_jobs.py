@@ -13,11 +13,15 @@ from batchgen.budget import Budget
 from batchgen.client import JobStatus, Submitted
 from batchgen.clock import ManualClock
 from batchgen.config import RunConfig
+from batchgen.errors import RateLimitedError
 from batchgen.jobs import outputs_of, poll_until_done
+from batchgen.models import Item
 from batchgen.ratelimit import RateLimiter
 from batchgen.retry import RetryPolicy
 from batchgen.runstate import DurationEstimate
 from batchgen.runtime import Output, Runtime
+from batchgen.store import Store
+from batchgen.submit import submit
 
 
 class FakeApi:
@@ -156,3 +160,47 @@ def test_estimate_prefers_server_times() -> None:
     estimate.observe({"queue_time": 1.0, "inference_time": 10.0}, measured_s=30.0)
     estimate.observe({}, measured_s=14.0)
     assert estimate.expected_s() == 12.0
+
+
+class RateLimitedOnce:
+    """A submit endpoint that answers 429 (reset in 5 s) once, then accepts."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.posted_at: list[float] = []
+        self.base_url = "http://api"
+
+    async def submit(self, model: str, params: dict[str, Any]) -> Submitted:
+        self.posted_at.append(self.clock.now())
+        if len(self.posted_at) == 1:
+            raise RateLimitedError("slow down", retry_after_s=5.0)
+        return Submitted(request_id="r1", status_url="http://api/s",
+                         response_url="http://api/r", raw={})
+
+
+async def test_429_pauses_and_retries_after_the_reset(tmp_path: Path) -> None:
+    """A 429 on submit pauses sending until the server's reset, then the submit goes through."""
+    clock = ManualClock()
+    api = RateLimitedOnce(clock)
+    rt = runtime(clock, api, tmp_path, expected_s=1.0)
+    item = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
+    rt.store = await Store.open(tmp_path / "state.db")
+    finished = anyio.Event()
+    outcome: list[Any] = []
+
+    async def go() -> None:
+        await rt.store.add([item], 0.0)
+        outcome.append(await submit(rt, item))
+        finished.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drive, clock, 0.5, finished)
+            tg.start_soon(go)
+    finally:
+        await rt.store.aclose()
+    assert outcome[0] is not None
+    assert rt.counters.rate_limited == 1
+    assert len(api.posted_at) == 2
+    assert api.posted_at[1] - api.posted_at[0] >= 5.0
+    assert rt.counters.submits == 2
