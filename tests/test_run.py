@@ -201,3 +201,20 @@ async def test_thousand_items_under_faults(local_server: StartServer, tmp_path: 
     stats = server.stats()
     assert stats["faults"].get("truncate", 0) > 0
     assert stats["duplicate_bodies"] <= summary["possible_duplicate_charges"]
+
+
+async def test_api_key_never_written(local_server: StartServer, tmp_path: Path,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The key appears in no log line, state file, result or summary, even on errors."""
+    secret = "SG_secret_key_0123456789"
+    server = await local_server(api_key=secret, error_500_rate=0.2, drop_after_rate=0.2,
+                                rng_seed=4)
+    manifest = write_manifest(tmp_path / "m.yaml", f"items: [a, b, c, 'd {FAIL_MARKER}']\n")
+    caplog.set_level("DEBUG")
+    await run(server, manifest, tmp_path / "out")
+    await batchgen.run(manifest, out=tmp_path / "out2", base_url=server.base_url,
+                       api_key=secret + "x", **FAST)
+    assert secret not in caplog.text
+    for path in [*(tmp_path / "out").rglob("*"), *(tmp_path / "out2").rglob("*")]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
