@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import sqlite3
+import threading
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,8 @@ def _session(cfg: RunConfig, limit: int) -> aiohttp.ClientSession:
 
 async def _watch_signals(rt: Runtime) -> None:
     """First SIGINT/SIGTERM: stop submitting and drain; a second, or the drain timeout, cuts."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only; an embedding program handles them
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             scope = rt.stages_scope

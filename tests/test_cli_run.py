@@ -1,0 +1,96 @@
+"""`batchgen run` and `batchgen status` from the command line: options, keys, deadlines."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import StartServer
+from test_run import results, write_manifest
+
+from batchgen import cli
+from batchgen.errors import UsageError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("45m", 2700.0), ("7h30m", 27000.0), ("1h5m30s", 3930.0), ("2.5h", 9000.0)],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    """--submit-for accepts hours, minutes and seconds in one word."""
+    assert cli.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5x", "h"])
+def test_parse_duration_rejects(text: str) -> None:
+    """A word that is not a duration is a usage error."""
+    with pytest.raises(UsageError):
+        cli.parse_duration(text)
+
+
+def test_next_clock_time_is_in_the_future() -> None:
+    """--stop-submitting-at HH:MM means the next such local time, today or tomorrow."""
+    now = datetime(2026, 11, 25, 23, 0).timestamp()
+    tomorrow = datetime.fromtimestamp(cli.next_clock_time("06:30", now))
+    today = datetime.fromtimestamp(cli.next_clock_time("23:30", now))
+    assert tomorrow == datetime(2026, 11, 26, 6, 30)
+    assert today == datetime(2026, 11, 25, 23, 30)
+    with pytest.raises(UsageError):
+        cli.next_clock_time("25:00", now)
+
+
+def test_run_without_key_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """No SEGMIND_API_KEY and no --api-key-file: exit 2 with a sentence, nothing sent."""
+    monkeypatch.delenv("SEGMIND_API_KEY", raising=False)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a]\n")
+    assert cli.main(["run", str(manifest), "-o", str(tmp_path / "out")]) == 2
+    assert "SEGMIND_API_KEY" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_local_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`batchgen run --local` needs no key and says where the images are."""
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b]\n")
+    out = tmp_path / "out"
+    assert cli.main(["run", str(manifest), "--local", "-o", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert str(out / "images") in printed
+    assert len(results(out)) == 2
+
+
+async def test_key_file_and_base_url_env(local_server: StartServer, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key comes from --api-key-file and the base URL from SEGMIND_BASE_URL."""
+    import anyio
+
+    server = await local_server()
+    key_file = tmp_path / "key"
+    key_file.write_text(server.api_key + "\n")
+    monkeypatch.setenv("SEGMIND_BASE_URL", server.base_url)
+    monkeypatch.delenv("SEGMIND_API_KEY", raising=False)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a]\n")
+    args = ["run", str(manifest), "-o", str(tmp_path / "out"), "--api-key-file", str(key_file),
+            "--no-progress", "--rpm", "6000", "--poll-first", "0.05"]
+    code = await anyio.to_thread.run_sync(cli.main, args)
+    assert code == 0
+    assert server.stats()["submits_accepted"] == 1
+
+
+async def test_deadline_in_the_past_submits_nothing(local_server: StartServer,
+                                                    tmp_path: Path) -> None:
+    """Past the submit deadline nothing new is sent; the items stay pending, exit 0."""
+    import batchgen
+
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b]\n")
+    summary = await batchgen.run(manifest, out=tmp_path / "out", base_url=server.base_url,
+                                 api_key=server.api_key, progress=False,
+                                 submit_until_wall=time.time() - 1)
+    assert summary["stop_reason"] == "deadline"
+    assert summary["items"]["pending"] == 2
+    assert server.stats()["submits_accepted"] == 0
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["exit_code"] == 0
