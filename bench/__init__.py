@@ -1,0 +1,1 @@
+"""Benchmarks of batchgen beside anchors (the official SDK, a plain aiohttp script)."""
