@@ -1,0 +1,258 @@
+"""What a person reads after an unattended run: ``failed.jsonl``, the morning report and
+the notify command.
+
+``OUT/failed.jsonl`` is a manifest: one line per failed item in the JSONL item format
+(``{"id", "model", <params>}``), so ``batchgen run OUT/failed.jsonl -o OUT2`` re-runs
+exactly those items under the same ids with the same parameters. The reader rejects
+unknown keys, so each item's error travels in a comment line just above it::
+
+    # server_error (job_failed): the server's message
+    {"id": "fox.seed-1", "model": "sd1.5-epicrealism", "prompt": "...", ...}
+
+The first word is the error's group (the classes of issue #8); the store's own
+``error_class`` follows in parentheses when it differs from the group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .sink import write_atomic
+from .store import FAILED, FETCHED, connect
+
+log = logging.getLogger(__name__)
+
+FAILED_FILE = "failed.jsonl"
+
+# The store's error_class values, grouped into the classes a person acts on.
+ERROR_GROUPS: dict[str, str] = {
+    "rejected": "rejected",
+    "safety_block": "safety_block",
+    "server_error": "server_error",
+    "job_failed": "server_error",
+    "bad_result": "server_error",
+    "transport": "server_error",
+    "fatal": "server_error",
+    "expired": "expired",
+    "budget": "budget",
+    "in_doubt": "in_doubt",
+    "download": "download",
+}
+
+# Failed items, and items paid for whose images could not be written (they stay FETCHED).
+_FAILED_ROWS = (
+    "FROM items WHERE state = ? OR (state = ? AND error_class = 'download')"
+)
+
+
+def error_group(error_class: str | None) -> str:
+    """The group of a stored error class; an unknown class is its own group."""
+    if not error_class:
+        return "unknown"
+    return ERROR_GROUPS.get(error_class, error_class)
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRow:
+    """The columns of a failed item that its report needs."""
+
+    id: str
+    model: str
+    params: dict[str, Any]
+    error_class: str | None
+    last_error: str | None
+
+
+def iter_failed(db: Path) -> Generator[FailedRow, None, None]:
+    """Failed rows in id order, streamed through a read-only connection. Blocking."""
+    conn = connect(db, read_only=True)
+    try:
+        cursor = conn.execute(
+            f"SELECT id, model, body, error_class, last_error {_FAILED_ROWS} ORDER BY id",
+            (FAILED, FETCHED),
+        )
+        for item_id, model, body, error_class, last_error in cursor:
+            yield FailedRow(item_id, model, json.loads(body), error_class, last_error)
+    finally:
+        conn.close()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def failed_lines(row: FailedRow) -> str:
+    """The comment line and the item line of one failed item."""
+    group = error_group(row.error_class)
+    label = group if row.error_class in (None, group) else f"{group} ({row.error_class})"
+    message = _one_line(row.last_error or "no message recorded")
+    # The prompt first, for people who read the file; the reader ignores key order.
+    first = {"prompt": row.params["prompt"]} if "prompt" in row.params else {}
+    item = {"id": row.id, "model": row.model, **first, **row.params}
+    text = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    return f"# {label}: {message}\n{text}\n"
+
+
+def write_failed(db: Path, out: Path) -> int:
+    """Write ``OUT/failed.jsonl`` atomically; remove a stale one when nothing failed.
+
+    Returns the number of items written. Blocking: call from a worker thread.
+    """
+    rows = iter_failed(db)
+    first = next(rows, None)
+    target = out / FAILED_FILE
+    if first is None:
+        target.unlink(missing_ok=True)
+        return 0
+    count = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal count
+        for row in itertools.chain([first], rows):
+            count += 1
+            yield failed_lines(row)
+
+    try:
+        write_atomic(target, lines())
+    finally:
+        rows.close()
+    return count
+
+
+def top_errors(db: Path, limit: int = 5) -> list[dict[str, Any]]:
+    """The most frequent (error_class, message) pairs among failed items. Blocking."""
+    conn = connect(db, read_only=True)
+    try:
+        cursor = conn.execute(
+            f"SELECT error_class, last_error, COUNT(*) AS n {_FAILED_ROWS}"
+            " GROUP BY error_class, last_error ORDER BY n DESC, error_class, last_error"
+            " LIMIT ?",
+            (FAILED, FETCHED, limit),
+        )
+        rows: list[tuple[str | None, str | None, int]] = cursor.fetchall()
+    finally:
+        conn.close()
+    return [
+        {"error_class": cls, "group": error_group(cls), "message": msg, "count": n}
+        for cls, msg, n in rows
+    ]
+
+
+def morning_report(
+    summary: dict[str, Any], *, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The part of a summary a person checks first, as a JSON-ready dict.
+
+    ``errors`` is ``top_errors(db)`` when the caller has the store; missing summary
+    keys read as empty, so an interrupted run's summary still makes a report.
+    """
+    items = summary.get("items") or {}
+    credits = summary.get("credits") or {}
+    timing = summary.get("timing") or {}
+    causes: dict[str, int] = summary.get("errors_by_cause") or {}
+    return {
+        "out": summary.get("out"),
+        "exit_code": summary.get("exit_code"),
+        "stop_reason": summary.get("stop_reason"),
+        "items": {key: items.get(key, 0) for key in
+                  ("in_manifest", "completed", "failed", "pending", "unfinished")},
+        "credits": {key: credits.get(key) for key in
+                    ("spent_this_run", "spent_total", "remaining")},
+        "in_doubt_submits": summary.get("in_doubt_submits", 0),
+        "possible_duplicate_charges": summary.get("possible_duplicate_charges", 0),
+        "timing": {key: timing.get(key) for key in
+                   ("queue_time_p50", "queue_time_p95",
+                    "inference_time_p50", "inference_time_p95")},
+        "errors_by_cause": dict(sorted(causes.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "top_errors": list(errors or []),
+    }
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.2f}s" if isinstance(value, int | float) else "-"
+
+
+def report_text(report: dict[str, Any]) -> str:
+    """A few lines of a morning report, for a chat message or a mail body."""
+    items, credits, timing = report["items"], report["credits"], report["timing"]
+    lines = [
+        f"batchgen {report['out'] or ''}: exit {report['exit_code']}, "
+        f"{items['completed']}/{items['in_manifest']} completed, {items['failed']} failed, "
+        f"{items['pending']} pending, {items['unfinished']} unfinished",
+        f"credits {credits['spent_this_run']} this run, {credits['spent_total']} in all, "
+        f"remaining {credits['remaining']}; possible duplicate charges "
+        f"{report['possible_duplicate_charges']}",
+        f"queue p50 {_seconds(timing['queue_time_p50'])} p95 "
+        f"{_seconds(timing['queue_time_p95'])}; inference p50 "
+        f"{_seconds(timing['inference_time_p50'])} p95 "
+        f"{_seconds(timing['inference_time_p95'])}",
+    ]
+    if report["stop_reason"]:
+        lines.append(f"stopped submitting: {report['stop_reason']}")
+    if report["errors_by_cause"]:
+        lines.append("errors: " + ", ".join(
+            f"{cause} {count}" for cause, count in report["errors_by_cause"].items()))
+    for error in report["top_errors"]:
+        lines.append(f"  {error['count']} x {error['error_class']}: "
+                     f"{_one_line(error['message'] or '')[:200]}")
+    return "\n".join(lines) + "\n"
+
+
+def _notify_text(summary_path: Path) -> tuple[str, dict[str, str]]:
+    """The text for the command's stdin and extra environment, from the summary file."""
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("notify: cannot read %s: %s", summary_path, exc)
+        return f"batchgen: no summary ({exc})\n", {}
+    if not isinstance(summary, dict):
+        return "batchgen: summary is not a JSON object\n", {}
+    report = morning_report(summary)
+    extra = {} if report["exit_code"] is None else {"BATCHGEN_EXIT_CODE": str(report["exit_code"])}
+    return report_text(report), extra
+
+
+def run_notify(cmd: str, summary_path: Path, timeout_s: float = 60) -> int | None:
+    """Run the user's notify command; its exit code, or None when it could not finish.
+
+    The command runs through the shell (``sh -c``): it is the user's own configured
+    command line, with pipes and quoting of their choosing, never built from manifest
+    data. Its environment adds ``BATCHGEN_SUMMARY`` (the summary file's absolute path)
+    and ``BATCHGEN_EXIT_CODE``; the report text arrives on stdin; its stdout and stderr
+    are the caller's. It runs in a session of its own so that a timeout kills the
+    whole process group, not only the shell. Never raises: a failure is a warning.
+    Blocking: call from a worker thread.
+    """
+    text, extra = _notify_text(summary_path)
+    env = {**os.environ, **extra, "BATCHGEN_SUMMARY": str(summary_path.resolve())}
+    try:
+        proc = subprocess.Popen(cmd, shell=True, stdin=subprocess.PIPE, env=env,
+                                text=True, start_new_session=True)
+    except OSError as exc:
+        log.warning("notify command could not start: %s", exc)
+        return None
+    try:
+        proc.communicate(text, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("notify command still running after %ss: killed", timeout_s)
+        _kill_group(proc)
+        return None
+    if proc.returncode != 0:
+        log.warning("notify command exited with %s", proc.returncode)
+    return proc.returncode
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()  # closes stdin and reaps the shell
