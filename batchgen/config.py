@@ -53,6 +53,8 @@ class RunConfig:
     history_wait_s: float = DEFAULT_HISTORY_WAIT_S
     max_image_mb: float = 64.0
     request_timeout_s: float = 60.0
+    # Backoff of retried calls: full jitter from this base, doubling (retry.py).
+    retry_base_delay_s: float = 0.5
     poll_first_s: float = DEFAULT_POLL_FIRST_S
     poll_min_s: float = 0.25
     poll_cap_s: float = 30.0
@@ -70,6 +72,7 @@ class RunConfig:
             "start_rpm": self.start_rpm,
             "max_image_mb": self.max_image_mb,
             "request_timeout_s": self.request_timeout_s,
+            "retry_base_delay_s": self.retry_base_delay_s,
             "poll_first_s": self.poll_first_s,
             "poll_min_s": self.poll_min_s,
             "poll_cap_s": self.poll_cap_s,

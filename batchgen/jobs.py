@@ -25,6 +25,7 @@ from .errors import (
     RequestExpiredError,
 )
 from .models import Item
+from .runstate import STOP_FATAL
 from .runtime import Harvest, Output, Runtime, call_api, fail, submitted_for
 from .store import ItemRecord
 from .submit import adopt, resend_allowed, submit
@@ -151,23 +152,16 @@ async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
             sub, reservation = posted
             submitted_at = rt.clock.wall()
         try:
-            await poll_until_done(rt, sub, submitted_at)
-            harvest = await fetch(rt, item, sub, submitted_at)
+            harvest = await _follow(rt, item, sub, submitted_at)
         except RequestExpiredError as exc:
-            rt.counters.expired += 1
-            harvest_or_none = await _from_history(rt, item, sub, submitted_at)
-            if harvest_or_none is not None:
-                harvest = harvest_or_none
-            elif rt.cfg.on_expired == "fail":
+            if rt.cfg.on_expired == "fail":
                 await fail(rt, item, "expired", str(exc))
                 return
-            else:
-                rt.counters.resubmits += 1
-                await rt.store.bump(item.id, rt.clock.wall(), "resubmits", state=st.PENDING,
-                                    request_id=None, last_error=str(exc),
-                                    error_class="expired")
-                sub = None
-                continue
+            rt.counters.resubmits += 1
+            await rt.store.bump(item.id, rt.clock.wall(), "resubmits", state=st.PENDING,
+                                request_id=None, last_error=str(exc), error_class="expired")
+            sub = None
+            continue
         except JobFailedError as exc:
             failures += 1
             await rt.store.bump(item.id, rt.clock.wall(), "job_failures")
@@ -177,8 +171,18 @@ async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
                 continue
             await fail(rt, item, _failure_class(exc), str(exc))
             return
-        except (RejectedError, BadResponseError, FatalApiError) as exc:
+        except FatalApiError as exc:
+            # The key stopped working mid-run: stop submitting; the job stays recorded.
+            rt.stop.stop(STOP_FATAL, exc)
+            await _unfinished(rt, item, "fatal", str(exc))
+            return
+        except (RejectedError, BadResponseError) as exc:
             await fail(rt, item, "bad_result", str(exc))
+            return
+        except ApiError as exc:
+            # Polls kept failing past every retry. The job may well finish: it stays
+            # SUBMITTED with its request id, and the next run picks it up.
+            await _unfinished(rt, item, "poll", str(exc))
             return
         finally:
             # After fetch() charged the real cost, so the budget never undercounts.
@@ -186,6 +190,32 @@ async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
             reservation = Reservation()
         await deliver(harvest)
         return
+
+
+async def _follow(rt: Runtime, item: Item, sub: Submitted, submitted_at: float) -> Harvest:
+    """Poll a job to COMPLETED and fetch it; an expired record is recovered from history.
+
+    Raises RequestExpiredError when neither the v2 record nor the history has it, and
+    JobFailedError when either says it FAILED.
+    """
+    try:
+        await poll_until_done(rt, sub, submitted_at)
+        return await fetch(rt, item, sub, submitted_at)
+    except RequestExpiredError:
+        rt.counters.expired += 1
+        harvest = await _from_history(rt, item, sub, submitted_at)
+        if harvest is None:
+            raise
+        return harvest
+
+
+async def _unfinished(rt: Runtime, item: Item, error_class: str, message: str) -> None:
+    rt.counters.unfinished += 1
+    rt.counters.errors[error_class] += 1
+    log.warning("item %s: left unfinished (%s): %s; the next run resumes it", item.id,
+                error_class, message)
+    await rt.store.update(item.id, rt.clock.wall(), last_error=message,
+                          error_class=error_class)
 
 
 async def _from_history(rt: Runtime, item: Item, sub: Submitted,

@@ -18,6 +18,9 @@ STOP_FATAL = "fatal_api_error"
 STOP_BUDGET = "max_cost"
 STOP_DEADLINE = "deadline"
 STOP_MAX_ITEMS = "max_items"
+STOP_UNREACHABLE = "api_unreachable"
+# Stops the user asked for: the run did what it was told, exit 0 if nothing failed.
+LIMIT_STOPS = (STOP_BUDGET, STOP_DEADLINE, STOP_MAX_ITEMS)
 
 
 class DurationEstimate:
@@ -80,6 +83,7 @@ class Counters:
     images: int = 0
     image_bytes: int = 0
     not_delivered: int = 0
+    unfinished: int = 0
     cost: float = 0.0
     remaining_credits: float | None = None
     errors: Counter[str] = field(default_factory=Counter)

@@ -67,6 +67,7 @@ class Runtime:
     estimate: DurationEstimate = field(default_factory=lambda: DurationEstimate(1.0))
     budget: Budget = field(default_factory=lambda: Budget(None))
     stages_scope: anyio.CancelScope | None = None
+    unreachable_streak: int = 0
 
     def jitter(self, seconds: float) -> float:
         return seconds * self.rng.uniform(1 - JITTER, 1 + JITTER)

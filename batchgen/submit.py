@@ -17,13 +17,16 @@ from .budget import Reservation
 from .client import Submitted
 from .errors import ApiError, FatalApiError, RejectedError, TransportError
 from .models import Item
-from .runstate import STOP_BUDGET, STOP_DEADLINE, STOP_FATAL
+from .runstate import STOP_BUDGET, STOP_DEADLINE, STOP_FATAL, STOP_UNREACHABLE
 from .runtime import Runtime, call_api, fail, submitted_for
 
 log = logging.getLogger("batchgen.jobs")
 
 # How many times one item may go in doubt before the policy stops resending it.
 MAX_IN_DOUBT = 3
+# Submits in a row that could not reach the API, each after its own retries, before the
+# run stops submitting: the API is down, and every further item would only wait.
+UNREACHABLE_STREAK = 3
 
 
 async def submit(rt: Runtime, item: Item) -> tuple[Submitted, Reservation] | None:
@@ -76,6 +79,9 @@ async def _post(rt: Runtime, item: Item) -> Submitted | object | None:
     except TransportError as exc:
         if not exc.maybe_sent:
             await _unsent(rt, item, posts, "transport", str(exc))
+            rt.unreachable_streak += 1
+            if rt.unreachable_streak >= UNREACHABLE_STREAK:
+                rt.stop.stop(STOP_UNREACHABLE)
             return None
         await _record_in_doubt(rt, item, posts, str(exc))
         adopted = await adopt(rt, item, intent_at)
@@ -91,8 +97,12 @@ async def _post(rt: Runtime, item: Item) -> Submitted | object | None:
         rt.stop.stop(STOP_FATAL, exc)
         return None
     except ApiError as exc:
-        await _unsent(rt, item, posts, "server_error", str(exc))
+        # 5xx or 429 past every retry: no job was created (API-FACTS); the item fails and
+        # --retry-failed runs it again.
+        await rt.store.write(_counted_op(item.id, rt.clock.wall(), posts))
+        await fail(rt, item, "server_error", str(exc))
         return None
+    rt.unreachable_streak = 0
     await rt.store.write(_submitted_op(item.id, rt.clock.wall(), submitted, posts))
     return submitted
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import store as st
-from .runstate import STOP_FATAL, STOP_INTERRUPTED, STOP_TERMINATED
+from .runstate import LIMIT_STOPS, STOP_FATAL, STOP_INTERRUPTED, STOP_TERMINATED
 
 if TYPE_CHECKING:
     from .config import RunConfig
@@ -41,6 +41,10 @@ def exit_code(rt: Runtime, counts: dict[str, int]) -> int:
     undelivered = counts.get(st.FETCHED, 0)
     if counts.get(st.FAILED, 0) or undelivered or rt.counters.not_delivered:
         return EXIT_ITEMS_FAILED
+    left = sum(counts.get(s, 0) for s in (st.PENDING, st.SUBMITTING, st.IN_DOUBT,
+                                          st.SUBMITTED))
+    if left and rt.stop.reason not in LIMIT_STOPS:
+        return EXIT_ITEMS_FAILED  # not everything done, and not because the user said so
     return EXIT_OK
 
 
@@ -87,6 +91,7 @@ def build_summary(cfg: RunConfig, rt: Runtime, *, counts: dict[str, int],
             "expired": c.expired,
             "resubmitted_after_expiry": c.resubmits,
             "not_delivered": c.not_delivered,
+            "left_unfinished": c.unfinished,
         },
         "credits": {
             "spent_this_run": round(c.cost, 6),

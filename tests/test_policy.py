@@ -64,3 +64,23 @@ async def test_failed_job_retried_when_asked(local_server: StartServer, tmp_path
     assert server.stats()["submits_accepted"] == 3
     assert summary["items"]["failed"] == 1
     assert summary["errors_by_cause"] == {"safety_block": 1}
+
+
+async def test_unreachable_api_stops_submitting(tmp_path: Path) -> None:
+    """When the API cannot be reached, the run stops after a few items and exits 1."""
+    import socket
+
+    import batchgen
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b, c, d, e, f]\n")
+    summary = await batchgen.run(manifest, out=tmp_path / "out",
+                                 base_url=f"http://127.0.0.1:{port}", api_key="SG_x",
+                                 progress=False, concurrency=1, retry_base_delay_s=0.001,
+                                 rpm=6000)
+    assert summary["stop_reason"] == "api_unreachable"
+    assert summary["exit_code"] == 1
+    assert summary["items"]["pending"] == 6
+    assert summary["errors_by_cause"] == {"transport": 3}
