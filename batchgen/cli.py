@@ -299,6 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.BatchgenError as exc:
         print(f"batchgen: {exc}", file=sys.stderr)
         return exit_code_for(exc)
+    except OSError as exc:
+        # Disk full, read-only OUT, a path that is a file: say which, no traceback. The
+        # checkpoint commits whole transactions, so the next run resumes from it.
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"batchgen: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ITEMS_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return code

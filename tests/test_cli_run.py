@@ -94,3 +94,17 @@ async def test_deadline_in_the_past_submits_nothing(local_server: StartServer,
     assert summary["items"]["pending"] == 2
     assert server.stats()["submits_accepted"] == 0
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["exit_code"] == 0
+
+
+def test_unwritable_out_is_a_clear_message(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """An OUT that cannot be created gives one line naming the path, not a traceback."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a]\n")
+    code = cli.main(["run", str(manifest), "--local", "-o", str(blocker / "out"),
+                     "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert str(blocker) in err
