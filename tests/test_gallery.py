@@ -177,10 +177,12 @@ def test_unsafe_recorded_paths_are_left_out(tmp_path: Path) -> None:
 def test_ten_thousand_images_make_a_small_page(tmp_path: Path) -> None:
     """A 100-prompt x 100-seed sweep makes a page under 1 MB."""
     db, conn = store(tmp_path)
+    conn.execute("BEGIN")  # one commit, not 10,000 fsyncs
     for p in range(100):
         prompt = f"prompt number {p}: a detailed photograph of a lighthouse on a cliff at dusk"
         for seed in range(100):
             add(conn, f"p{p:03d}.seed-{seed}", prompt=prompt, seed=seed)
+    conn.execute("COMMIT")
     conn.close()
     path = write_gallery(db, tmp_path)
     assert path.stat().st_size < 1_000_000
