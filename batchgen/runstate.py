@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -58,6 +59,26 @@ def _number(value: Any) -> float | None:
     return None
 
 
+class Reservoir:
+    """A uniform sample of at most ``size`` values (Vitter's algorithm R), for percentiles
+    of a million-item run in constant memory."""
+
+    def __init__(self, size: int = 10_000, seed: int = 0) -> None:
+        self.size = size
+        self.values: list[float] = []
+        self.seen = 0
+        self._rng = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < self.size:
+            self.values.append(value)
+            return
+        slot = self._rng.randrange(self.seen)
+        if slot < self.size:
+            self.values[slot] = value
+
+
 @dataclass
 class Counters:
     """What this run did; every field ends up in the summary."""
@@ -87,8 +108,8 @@ class Counters:
     cost: float = 0.0
     remaining_credits: float | None = None
     errors: Counter[str] = field(default_factory=Counter)
-    queue_times: list[float] = field(default_factory=list)
-    inference_times: list[float] = field(default_factory=list)
+    queue_times: Reservoir = field(default_factory=Reservoir)
+    inference_times: Reservoir = field(default_factory=Reservoir)
 
 
 class StopSwitch:

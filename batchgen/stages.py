@@ -225,4 +225,4 @@ def _count_completed(rt: Runtime, harvest: Harvest) -> None:
                         ("inference_time", rt.counters.inference_times)):
         value = metrics.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            bucket.append(float(value))
+            bucket.add(float(value))
