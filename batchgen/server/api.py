@@ -62,7 +62,8 @@ def result_body(state: ServerState, job: Job, now: float) -> dict[str, Any]:
     }
 
 
-async def submit_v2(request: web.Request) -> web.Response:
+async def _accept(request: web.Request) -> Job | web.Response:
+    """Take a submit (v1 or v2): the job, or the answer that refused or dropped it."""
     state = request.app[STATE]
     raw = await request.read()
     accepted = accept_submit(
@@ -73,8 +74,16 @@ async def submit_v2(request: web.Request) -> web.Response:
         return accepted
     request[ACCEPTED] = True
     if state.faults.drop_after():
+        # The job exists and will be billed; the client never hears of it.
         state.stats.faults["drop_after"] += 1
         return drop(request)
+    return accepted
+
+
+async def submit_v2(request: web.Request) -> web.Response:
+    accepted = await _accept(request)
+    if isinstance(accepted, web.Response):
+        return accepted
     rid = accepted.request_id
     status_url = f"{accepted.base_url}/v2/requests/{rid}/status"
     return web.json_response(
@@ -124,17 +133,9 @@ async def submit_v1(request: web.Request) -> web.Response:
     422 with ``{"error"}``.
     """
     state = request.app[STATE]
-    raw = await request.read()
-    accepted = accept_submit(
-        state, request[API_KEY], request.match_info["slug"], request.content_type, raw,
-        base_url(request),
-    )
+    accepted = await _accept(request)
     if isinstance(accepted, web.Response):
         return accepted
-    request[ACCEPTED] = True
-    if state.faults.drop_after():
-        state.stats.faults["drop_after"] += 1
-        return drop(request)
     await state.clock.sleep(accepted.end - state.clock.now())
     if accepted.error is not None:
         return json_error(state, 422, accepted.error)
