@@ -36,7 +36,7 @@ test: lint
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m slow
 
-# Benchmarks beside the anchors (bench/README in bench/runner.py); not part of `make test`.
+# Benchmarks beside the anchors (bench/runner.py); not part of `make test`.
 # BENCH_ARGS=--quick for the one-to-two-minute version.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench $(BENCH_ARGS)
