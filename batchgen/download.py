@@ -79,15 +79,17 @@ async def _fetch(
                 raise DownloadError(f"not an image: {content_type}", url=url, retryable=False)
             # With a Content-Encoding, aiohttp decodes and the length no longer matches.
             expected = None if resp.headers.get("Content-Encoding") else resp.content_length
+            # Oversize is cut off and retried, never written (issue 5): a URL's body can
+            # be a transient error page; the retry policy bounds the attempts.
             if expected is not None and expected > max_bytes:
                 raise DownloadError(f"image of {expected} bytes exceeds {max_bytes}", url=url,
-                                    retryable=False)
+                                    retryable=True)
             async with aiofiles.open(dest, "wb") as out:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
                         raise DownloadError(f"image exceeds {max_bytes} bytes", url=url,
-                                            retryable=False)
+                                            retryable=True)
                     digest.update(chunk)
                     await out.write(chunk)
                 await out.flush()

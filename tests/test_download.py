@@ -159,7 +159,7 @@ async def test_compressed_body_is_decoded(
 
 @pytest.mark.parametrize(
     ("path", "retryable"),
-    [("/html", False), ("/big", False), ("/big-chunked", False), ("/404", False),
+    [("/html", False), ("/big", True), ("/big-chunked", True), ("/404", False),
      ("/503", True)],
 )
 async def test_download_failures_leave_no_file(
