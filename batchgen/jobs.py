@@ -24,7 +24,7 @@ from .errors import (
     RejectedError,
     RequestExpiredError,
 )
-from .models import Item
+from .models import Item, number
 from .runstate import STOP_FATAL
 from .runtime import Harvest, Output, Runtime, call_api, fail, submitted_for
 from .store import ItemRecord
@@ -87,15 +87,6 @@ def outputs_of(result: dict[str, Any]) -> tuple[Output, ...]:
     return tuple(found)
 
 
-def _cost(metrics: Any) -> tuple[float | None, float | None]:
-    if not isinstance(metrics, dict):
-        return None, None
-    cost, remaining = metrics.get("cost"), metrics.get("remaining_credits")
-    number = (int, float)
-    return (float(cost) if isinstance(cost, number) else None,
-            float(remaining) if isinstance(remaining, number) else None)
-
-
 async def fetch(rt: Runtime, item: Item, sub: Submitted, submitted_at: float) -> Harvest:
     """GET the full result once, learn from its metrics, and make it durable."""
     limited = rt.cfg.rate_scope == "all"
@@ -105,10 +96,11 @@ async def fetch(rt: Runtime, item: Item, sub: Submitted, submitted_at: float) ->
     outputs = outputs_of(result)
     if not outputs:
         raise BadResponseError("the COMPLETED result names no image", url=sub.response_url)
-    metrics = result.get("metrics") if isinstance(result.get("metrics"), dict) else {}
-    assert isinstance(metrics, dict)
+    metrics = result.get("metrics")
+    if not isinstance(metrics, dict):
+        metrics = {}
     rt.estimate.observe(metrics, rt.clock.wall() - submitted_at)
-    cost, remaining = _cost(metrics)
+    cost, remaining = number(metrics.get("cost")), number(metrics.get("remaining_credits"))
     if remaining is not None:
         rt.counters.remaining_credits = remaining
     if cost is not None:

@@ -6,6 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 
+def number(value: Any) -> float | None:
+    """``value`` as a float when the server sent a JSON number (not a boolean), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """One request to make: a model, its full parameters, and where it was written."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from .client import ApiClient
 from .manifest import canonical_json
+from .models import number
 
 log = logging.getLogger("batchgen.reconcile")
 
@@ -74,10 +75,6 @@ def _status(row: dict[str, Any]) -> str:
     return str(row.get("model_status") or row.get("status") or "").upper()
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
 def _urls(rows: list[dict[str, Any]]) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for row in rows:
@@ -92,7 +89,7 @@ def _found(request_id: str, rows: list[dict[str, Any]]) -> Found:
     first = rows[0]
     error = first.get("error")
     return Found(request_id=request_id, status=_status(first), urls=_urls(rows),
-                 cost=_number(first.get("credits_deduction")),
+                 cost=number(first.get("credits_deduction")),
                  error=str(error) if error else None)
 
 

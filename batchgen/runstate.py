@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from .errors import BatchgenError
+from .models import number
 
 # Why submitting stopped; the summary reports it.
 STOP_INTERRUPTED = "interrupted"
@@ -44,19 +45,12 @@ class DurationEstimate:
 
     def observe(self, metrics: dict[str, Any], measured_s: float) -> None:
         """Learn from a finished job: the server's own times when given, else our measure."""
-        total = _number(metrics.get("total_time"))
+        total = number(metrics.get("total_time"))
         if total is None:
-            queue, inference = _number(metrics.get("queue_time")), _number(
-                metrics.get("inference_time")
-            )
+            queue, inference = number(metrics.get("queue_time")), number(
+                metrics.get("inference_time"))
             total = queue + inference if queue is not None and inference is not None else None
         self._recent.append(total if total is not None and total >= 0 else measured_s)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 class Reservoir:

@@ -21,7 +21,7 @@ from .download import Downloaded, decode_base64_image, download
 from .errors import ApiError
 from .jobs import run_job
 from .manifest import ManifestReader
-from .models import Item
+from .models import Item, number
 from .runstate import STOP_MAX_ITEMS
 from .runtime import Harvest, Output, Runtime, call_api
 from .sink import ResultsLog, extension_for, file_ok, image_name, place, temp_path
@@ -223,6 +223,6 @@ def _count_completed(rt: Runtime, harvest: Harvest) -> None:
     metrics = harvest.result.get("metrics") or {}
     for key, bucket in (("queue_time", rt.counters.queue_times),
                         ("inference_time", rt.counters.inference_times)):
-        value = metrics.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            bucket.add(float(value))
+        value = number(metrics.get(key))
+        if value is not None:
+            bucket.add(value)
