@@ -21,10 +21,11 @@ Algorithm
   ``ceiling += PROBE_RPM`` (a slow probe in case the limit rose or was underestimated),
   never above ``rpm`` when one was given.
 * **Discovery** (``rpm=None``): start at ``start_rpm`` (default ``DEFAULT_START_RPM``,
-  the Pro plan's documented 50 RPM) with no ceiling and ``rate += SLOW_START_RPM`` per
-  success, which doubles the rate about every 20 s of busy sending, until the first 429
-  sets the ceiling as above. This is AIMD (TCP Reno's slow start, multiplicative
-  decrease, additive increase) with the ceiling estimated from the window count.
+  the Pro plan's documented 50 RPM) with no ceiling, and the rate doubles every
+  ``SLOW_START_DOUBLING_S`` of busy sending (50 to 600 RPM in under 20 s), until the
+  first 429 sets the ceiling as above. This is AIMD (TCP Reno's exponential slow start,
+  multiplicative decrease, additive increase) with the ceiling estimated from the window
+  count.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ DEFAULT_PAUSE_S = 1.0
 MAX_RPM = 10_000.0
 MIN_RPM = 1.0
 SAFETY = 0.97
-BETA = 0.8
+BETA = 0.95
 MAX_CUT = 0.5
 GUARD_S = 2.0
-SLOW_START_RPM = 2.0
+SLOW_START_DOUBLING_S = 5.0
 RECOVER_RPM = 0.5
 PROBE_RPM = 0.01
 _EPSILON_S = 1e-9
@@ -76,6 +77,7 @@ class RateLimiter:
         self._log: deque[float] = deque()
         self._last_grant: float | None = None
         self._last_wait: float | None = None
+        self._last_growth: float | None = None
         self._paused_until = -math.inf
         self._guard_until = -math.inf
         self._lock = anyio.Lock()
@@ -115,7 +117,13 @@ class RateLimiter:
         if self._last_wait is None or now - self._last_wait > busy_s:
             return  # callers are not waiting: the rate is not what limits them
         if self._ceiling is None:
-            self._rate = min(self._rate + SLOW_START_RPM, self._max_rpm)
+            # Doubling per unit of time, not per success: growth per success would grow
+            # with the rate itself and overshoot the limit many times before the first
+            # 429 comes back.
+            since = now - (self._last_growth if self._last_growth is not None else now)
+            self._last_growth = now
+            self._rate = min(self._rate * 2.0 ** (since / SLOW_START_DOUBLING_S),
+                             self._max_rpm)
         elif self._rate < self._ceiling:
             self._rate = min(self._rate + RECOVER_RPM, self._ceiling)
         else:
@@ -132,10 +140,12 @@ class RateLimiter:
             return
         self._guard_until = self._paused_until + GUARD_S
         sent = self._count_since(now - self._window_s)
-        before = self._rate if self._ceiling is None else min(self._rate, self._ceiling)
-        # One event cuts at most to MAX_CUT of the rate: a 429 caused by traffic we do not
-        # see (polls not counted here, another client on the key) must not collapse it.
-        estimate = max(SAFETY * (sent - 1), MAX_CUT * before, MIN_RPM)
+        # Once a ceiling is known, one event cuts at most to MAX_CUT of it: a 429 caused by
+        # traffic we do not see (polls not counted here, another client on the key) must
+        # not collapse it. While discovering, the exponential ramp may have overshot far
+        # past the limit, so the window count alone is the estimate.
+        floor = MIN_RPM if self._ceiling is None else MAX_CUT * min(self._rate, self._ceiling)
+        estimate = max(SAFETY * (sent - 1), floor, MIN_RPM)
         self._ceiling = min(estimate, self._max_rpm)
         self._rate = max(MIN_RPM, BETA * min(self._rate, self._ceiling))
 
