@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print one JSON object")
     status.set_defaults(handler=_cmd_status)
 
+    gallery = sub.add_parser("gallery", help="write OUT/gallery.html from a run's store")
+    gallery.add_argument("out", help="the output directory of a run")
+    gallery.set_defaults(handler=_cmd_gallery)
+
     from .server import command as serve_command
 
     serve = sub.add_parser("serve", help="run a local Segmind-compatible v2 server")
@@ -131,6 +135,9 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--log-every", type=float, default=30.0,
                      help="seconds between progress lines when not on a terminal")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--notify-cmd", metavar="CMD",
+                     help="shell command run at the end: summary path in $BATCHGEN_SUMMARY, "
+                     "the morning report on stdin; its failure never fails the run")
     run.add_argument("--allow-unknown-params", action="store_true")
     run.set_defaults(handler=_cmd_run)
 
@@ -164,6 +171,7 @@ def _run_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         log_every_s=ns.log_every,
         progress=False if ns.no_progress else None,
         allow_unknown_params=ns.allow_unknown_params,
+        notify_cmd=ns.notify_cmd,
     )
 
 
@@ -222,6 +230,9 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     print(describe(summary))
     print(f"images: {cfg.images_dir}  results: {cfg.out / 'results.jsonl'}  "
           f"summary: {cfg.out / 'summary.json'}")
+    if summary.get("failed_items"):
+        print(f"failed items, as a manifest: {cfg.out / 'failed.jsonl'}")
+    print(f"gallery: {cfg.out / 'gallery.html'}")
     code: int = summary["exit_code"]
     return code
 
@@ -234,6 +245,17 @@ def _options(cfg: RunConfig) -> dict[str, Any]:
 def _cmd_status(ns: argparse.Namespace) -> int:
     report = status.read_status(Path(ns.out))
     print(json.dumps(report, indent=2) if ns.json else status.describe_status(report))
+    return EXIT_OK
+
+
+def _cmd_gallery(ns: argparse.Namespace) -> int:
+    from .gallery import write_gallery
+
+    out = Path(ns.out)
+    db = out / ".batchgen" / "state.db"
+    if not db.exists():
+        raise errors.UsageError(f"{out} holds no batchgen run (no {db})")
+    print(write_gallery(db, out))
     return EXIT_OK
 
 

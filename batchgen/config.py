@@ -63,6 +63,9 @@ class RunConfig:
     allow_unknown_params: bool = False
     log_every_s: float = 30.0
     progress: bool | None = None
+    # A shell command run at the end with the summary (reports.run_notify); its failure
+    # never fails the run.
+    notify_cmd: str | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:

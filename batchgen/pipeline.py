@@ -31,9 +31,11 @@ from .client import ApiClient
 from .clock import Clock, SystemClock
 from .config import RunConfig
 from .errors import ManifestError, StoreError
+from .gallery import write_gallery
 from .manifest import JSONL_SUFFIXES, ManifestReader
 from .progress import Progress
 from .ratelimit import RateLimiter
+from .reports import morning_report, run_notify, top_errors, write_failed
 from .retry import RetryPolicy
 from .runstate import STOP_INTERRUPTED, STOP_TERMINATED, DurationEstimate
 from .runtime import Harvest, Runtime
@@ -154,10 +156,28 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, stor
         summary = build_summary(cfg, rt, counts=counts, totals=totals, started=started,
                                 ended=clock.wall(), manifest_items=reader.requests)
         summary["exit_code"] = exit_code(rt, counts)
-        await anyio.to_thread.run_sync(write_summary, cfg.out, summary)
+        await anyio.to_thread.run_sync(write_views, db, cfg.out, summary)
         await store.end_run(run_id, now=clock.wall(), summary=summary,
                             exit_code=summary["exit_code"])
+        if cfg.notify_cmd:
+            await anyio.to_thread.run_sync(run_notify, cfg.notify_cmd,
+                                           cfg.out / "summary.json")
     return summary
+
+
+def write_views(db: Path, out: Path, summary: dict[str, Any]) -> None:
+    """The files people read in the morning, all from the store. Blocking.
+
+    ``failed.jsonl`` and ``summary.json`` must be written; the gallery is a convenience
+    whose failure is logged, never the run's.
+    """
+    summary["report"] = morning_report(summary, errors=top_errors(db))
+    summary["failed_items"] = write_failed(db, out)
+    try:
+        write_gallery(db, out)
+    except Exception:
+        log.exception("the gallery could not be written; run `batchgen gallery %s`", out)
+    write_summary(out, summary)
 
 
 async def _run_stages(rt: Runtime, reader: ManifestReader,

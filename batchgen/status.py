@@ -11,6 +11,7 @@ from typing import Any
 from . import lock
 from . import store as st
 from .errors import UsageError
+from .reports import report_text
 from .summary import iso
 
 
@@ -53,6 +54,7 @@ def read_status(out: Path) -> dict[str, Any]:
         "possible_duplicate_charges": (summary or {}).get("possible_duplicate_charges"),
         "last_run": last_run,
         "eta_s": _eta(run, counts, total) if live else None,
+        "report": (summary or {}).get("report"),
     }
 
 
@@ -96,4 +98,6 @@ def describe_status(report: dict[str, Any]) -> str:
     ]
     if report["eta_s"] is not None:
         lines.append(f"ETA {report['eta_s'] / 60:.1f} min")
+    if report.get("report"):
+        lines += ["", "last run's report:", report_text(report["report"])]
     return "\n".join(lines)
