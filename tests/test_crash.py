@@ -127,3 +127,21 @@ def status_json(out: Path) -> dict[str, Any]:
                           capture_output=True, text=True, check=True)
     report: dict[str, Any] = json.loads(done.stdout)
     return report
+
+
+async def test_second_sigint_stops_at_once(local_server: StartServer, tmp_path: Path) -> None:
+    """A second SIGINT cuts the drain short; the saved request ids finish next run, unpaid twice."""
+    server = await local_server(latency_s=30.0, workers=8)
+    manifest = jsonl_manifest(tmp_path / "m.jsonl", 4)
+    out = tmp_path / "out"
+    child = start_child(server, manifest, out, "--drain-timeout", "600")
+    assert await watch(child, lambda: accepted(server) >= 4)
+    child.send_signal(signal.SIGINT)
+    # The first signal is logged once the drain starts; then the second one cuts it.
+    assert await watch(child, lambda: "draining" in child_log(manifest))
+    child.send_signal(signal.SIGINT)
+    assert await finish(child) == 130, child_log(manifest)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["items"]["completed"] == 0
+    assert summary["items"]["unfinished"] == 4
+    assert server.stats()["submits_accepted"] == 4
