@@ -17,11 +17,10 @@ sorted); otherwise it is derived from the model and the full parameters, with ``
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,72 +28,22 @@ from typing import Any
 import yaml
 
 from .errors import Problem
+from .ids import (
+    STRICT_JSON,
+    expansion_id,
+    id_from_body,
+    id_problem,
+    kind_of,
+)
 from .idset import IdSet
 from .models import Item
 from .schema import DEFAULT_MODEL, did_you_mean, schema_for
 
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TOP_LEVEL_KEYS = ("model", "defaults", "matrix", "items", "items_file")
 ITEM_KEYS = ("id", "model")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
-_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
 _MISSING: Any = object()
-
-# Built once: json.dumps() with options builds a new encoder on every call.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-# The same spelling, but refusing what is not JSON (NaN, dates, sets): an item's body
-# must survive the trip to the API.
-_STRICT = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
-
-
-def canonical_json(value: Any) -> str:
-    """The one JSON spelling of ``value`` used for hashing and comparing request bodies."""
-    return _CANONICAL.encode(value)
-
-
-def derived_id(model: str, params: Mapping[str, Any]) -> str:
-    """A stable id from the model and the full parameters: a prompt slug and a short hash."""
-    return _id_from_body(canonical_json({"model": model, "params": params}), params)
-
-
-def _id_from_body(body: str, params: Mapping[str, Any]) -> str:
-    digest = hashlib.blake2b(body.encode(), digest_size=6).hexdigest()
-    prompt = params.get("prompt")
-    words = _SLUG_JUNK.sub("-", prompt[:64].lower()).strip("-") if isinstance(prompt, str) else ""
-    slug = words[:32].rstrip("-")
-    return f"{slug}-{digest}" if slug else digest
-
-
-def expansion_id(base: str, combo: Mapping[str, Any]) -> str:
-    """The id of one matrix combination of an item whose own id is ``base``.
-
-    Keys are sorted so that reordering the matrix does not rename the items.
-    """
-    parts = [f"{key}-{str(combo[key]).replace(' ', '_')}" for key in sorted(combo)]
-    candidate = ".".join([base, *parts])
-    if ID_PATTERN.fullmatch(candidate) and ".." not in candidate:
-        return candidate
-    # Too long or not id-safe: hash the base with the combination, so two long bases
-    # sharing a prefix cannot end up with the same id.
-    digest = hashlib.blake2b(
-        canonical_json([base, combo]).encode(), digest_size=4
-    ).hexdigest()
-    return f"{base[:118]}.m{digest}"
-
-
-def id_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be an item id, or None when it can."""
-    if not isinstance(value, str):
-        return f"must be a string, got {_kind(value)}"
-    if not ID_PATTERN.fullmatch(value) or ".." in value:
-        return (
-            f"{value[:60]!r} is not a valid id: letters, digits, '.', '_' and '-', "
-            "starting with a letter or digit, at most 128 characters, no '..'"
-        )
-    return None
 
 
 @dataclass(slots=True)
@@ -381,7 +330,7 @@ class ManifestReader:
                 yield _Entry(fields, name, line, lines, ok=not twice)
             else:
                 self._problem(line, None, None,
-                              f"an item must be a mapping or a prompt string, got {_kind(value)}")
+                              f"an item must be a mapping or a prompt string, got {kind_of(value)}")
 
     # -- expansion and validation ----------------------------------------------------
 
@@ -425,12 +374,12 @@ class ManifestReader:
                 if finding.severity == "error":
                     item_ok = False
             try:
-                body: str | None = _STRICT.encode({"model": model, "params": params})
+                body: str | None = STRICT_JSON.encode({"model": model, "params": params})
             except (TypeError, ValueError):
                 body, item_ok = None, False
             if findings or body is None:
                 if label is None and body is not None:
-                    label = _id_from_body(body, params)
+                    label = id_from_body(body, params)
                 for finding in findings:
                     self._report_finding(entry, label, finding.field, finding.message,
                                          finding.severity, own, combo, seen)
@@ -441,13 +390,13 @@ class ManifestReader:
                             self._report_finding(
                                 entry, label, key,
                                 f"must be JSON data (text, numbers, true/false, null, lists, "
-                                f"mappings), got {_kind(value)}", "error", own, combo, seen)
+                                f"mappings), got {kind_of(value)}", "error", own, combo, seen)
             if not item_ok or body is None:
                 continue
             if isinstance(explicit_id, str):
                 item_id = expansion_id(explicit_id, combo) if combo else explicit_id
             else:
-                item_id = _id_from_body(body, params)
+                item_id = id_from_body(body, params)
             yield Item(item_id, model, params, entry.file, entry.line), not has_id
 
     def _duplicate_keys(self, node: yaml.Node | None, label: str | None, prefix: str) -> bool:
@@ -534,15 +483,7 @@ def _value_nodes(node: yaml.MappingNode) -> dict[str, yaml.Node]:
 
 def _is_json(value: Any) -> bool:
     try:
-        _STRICT.encode(value)
+        STRICT_JSON.encode(value)
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if value is None:
-        return "null"
-    return type(value).__name__

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .client import ApiClient
-from .manifest import canonical_json
+from .ids import canonical_json
 from .models import number
 
 log = logging.getLogger("batchgen.reconcile")

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from batchgen.errors import Problem
-from batchgen.manifest import ManifestReader, canonical_json, derived_id
+from batchgen.ids import canonical_json, derived_id
+from batchgen.manifest import ManifestReader
 from batchgen.models import Item
 from batchgen.schema import DEFAULT_MODEL
 

@@ -47,8 +47,9 @@ async def test_out_of_credits_stops_submitting_and_keeps_finished(
 
 async def test_server_errors_are_retried(local_server: StartServer, tmp_path: Path) -> None:
     """500/502/503/504 answers and non-JSON error bodies are retried until the items land."""
-    server = await local_server(error_500_rate=0.1, error_502_rate=0.1, error_503_rate=0.1,
-                                error_504_rate=0.1, non_json_rate=1.0, rng_seed=3)
+    # 20% of answers fail: an item fails all six attempts with odds of 0.2**6 (6e-5).
+    server = await local_server(error_500_rate=0.05, error_502_rate=0.05, error_503_rate=0.05,
+                                error_504_rate=0.05, non_json_rate=1.0, rng_seed=3)
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b, c, d, e, f]\n")
     summary = await run(server, manifest, tmp_path / "out")
     assert summary["items"]["completed"] == 6

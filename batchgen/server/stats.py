@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..manifest import canonical_json
+from ..ids import canonical_json
 from ..summary import percentile
 
 
