@@ -59,10 +59,25 @@ def stored_outputs(record: ItemRecord) -> tuple[Output, ...]:
 async def read_stage(rt: Runtime, reader: ManifestReader,
                      send: MemoryObjectSendStream[Work],
                      harvests: MemoryObjectSendStream[Harvest]) -> None:
-    """Stream the manifest, skip what is done, and route the rest."""
+    """Stream the manifest, skip what is done, and route the rest.
+
+    Ends early, quietly, when a signal stopped the run: the submitter has stopped
+    listening and nothing more is wanted.
+    """
+    try:
+        await _read(rt, reader, send, harvests)
+    except anyio.BrokenResourceError:
+        if not rt.stop.interrupted:
+            raise
+
+
+async def _read(rt: Runtime, reader: ManifestReader, send: MemoryObjectSendStream[Work],
+                harvests: MemoryObjectSendStream[Harvest]) -> None:
     items = reader.items()
     async with send, harvests:
         while chunk := await anyio.to_thread.run_sync(_next_chunk, items, READ_CHUNK):
+            if rt.stop.interrupted:
+                return
             records = await rt.store.lookup([item.id for item in chunk])
             new = [item for item in chunk if item.id not in records]
             if new:

@@ -145,3 +145,15 @@ async def test_second_sigint_stops_at_once(local_server: StartServer, tmp_path: 
     assert summary["items"]["completed"] == 0
     assert summary["items"]["unfinished"] == 4
     assert server.stats()["submits_accepted"] == 4
+
+
+async def test_sigterm_while_reading_a_long_manifest(local_server: StartServer,
+                                                     tmp_path: Path) -> None:
+    """SIGTERM while the reader still has most of the manifest ahead: exit 143, no traceback."""
+    server = await local_server(latency_s=0.2)
+    manifest = jsonl_manifest(tmp_path / "m.jsonl", 5000)
+    child = start_child(server, manifest, tmp_path / "out", "--concurrency", "2")
+    assert await watch(child, lambda: accepted(server) >= 2)
+    child.send_signal(signal.SIGTERM)
+    assert await finish(child) == 143, child_log(manifest)
+    assert "Traceback" not in child_log(manifest)
