@@ -19,9 +19,9 @@ DEFAULT_START_RPM = 50.0
 # v2 request records live one hour (API-FACTS); stop polling a little before that.
 RECORD_RETENTION_S = 3600.0
 
-# Before any job has finished, the first status poll waits this long (API-FACTS' example
-# job took 13 s of inference); afterwards it is learned from finished jobs' metrics.
-DEFAULT_POLL_FIRST_S = 5.0
+# Before any job has finished, the first status poll waits this long, then backs off;
+# afterwards the timing is learned from finished jobs' metrics (jobs.poll_until_done).
+DEFAULT_POLL_FIRST_S = 2.0
 # How long an in-doubt submit's job is looked for in the (possibly lagging) history.
 DEFAULT_HISTORY_WAIT_S = 20.0
 
@@ -56,7 +56,7 @@ class RunConfig:
     # Backoff of retried calls: full jitter from this base, doubling (retry.py).
     retry_base_delay_s: float = 0.5
     poll_first_s: float = DEFAULT_POLL_FIRST_S
-    poll_min_s: float = 0.25
+    poll_min_s: float = 0.05
     poll_cap_s: float = 30.0
     record_retention_s: float = RECORD_RETENTION_S
     submit_until_wall: float | None = None

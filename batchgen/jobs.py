@@ -38,17 +38,27 @@ POLL_GROWTH = 1.5
 
 
 async def poll_until_done(rt: Runtime, sub: Submitted, submitted_at: float) -> None:
-    """Poll the light status until COMPLETED; the first poll lands when the job should be done.
+    """Poll the light status until COMPLETED, as few times as the job's timing allows.
+
+    Once finished jobs have taught how long a job takes, the first poll lands when this
+    one should be done, and later ones step by a share of that time, growing. Before
+    that, polls back off from ``poll_first_s``, and re-plan as soon as a time is known.
+    A job still QUEUED needs at least a whole inference more, so the next poll waits
+    that long. Every wait is jittered so jobs submitted together do not poll together.
 
     Raises JobFailedError, or RequestExpiredError when the record is gone or would be.
     """
-    expected = rt.estimate.expected_s()
-    elapsed = rt.clock.wall() - submitted_at
-    delay = max(rt.cfg.poll_min_s, expected - elapsed)
-    step = max(rt.cfg.poll_min_s, POLL_STEP_SHARE * expected)
     give_up_at = submitted_at + rt.cfg.record_retention_s
     limited = rt.cfg.rate_scope == "all"
+    floor = rt.cfg.poll_min_s
+    planned = False  # whether the schedule is based on learned job times yet
+    delay = step = rt.cfg.poll_first_s
     while True:
+        if rt.estimate.known and not planned:
+            planned = True
+            expected = rt.estimate.expected_s()
+            delay = max(floor, expected - (rt.clock.wall() - submitted_at))
+            step = max(floor, POLL_STEP_SHARE * expected)
         await rt.clock.sleep(rt.jitter(delay))
         if rt.clock.wall() >= give_up_at:
             raise RequestExpiredError("the job did not finish before its record expires")
@@ -58,6 +68,9 @@ async def poll_until_done(rt: Runtime, sub: Submitted, submitted_at: float) -> N
             return
         delay = step
         step = min(rt.cfg.poll_cap_s, step * POLL_GROWTH)
+        inference = rt.estimate.inference_s()
+        if status.status == "QUEUED" and inference is not None:
+            delay = max(delay, inference)
 
 
 def outputs_of(result: dict[str, Any]) -> tuple[Output, ...]:

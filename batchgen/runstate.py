@@ -35,6 +35,7 @@ class DurationEstimate:
     def __init__(self, initial_s: float, window: int = 50) -> None:
         self._initial = initial_s
         self._recent: deque[float] = deque(maxlen=window)
+        self._inference: deque[float] = deque(maxlen=window)
 
     @property
     def known(self) -> bool:
@@ -43,12 +44,18 @@ class DurationEstimate:
     def expected_s(self) -> float:
         return statistics.median(self._recent) if self._recent else self._initial
 
+    def inference_s(self) -> float | None:
+        """Median time a job runs once started (``metrics.inference_time``), if reported."""
+        return statistics.median(self._inference) if self._inference else None
+
     def observe(self, metrics: dict[str, Any], measured_s: float) -> None:
         """Learn from a finished job: the server's own times when given, else our measure."""
         total = number(metrics.get("total_time"))
+        inference = number(metrics.get("inference_time"))
+        if inference is not None and inference >= 0:
+            self._inference.append(inference)
         if total is None:
-            queue, inference = number(metrics.get("queue_time")), number(
-                metrics.get("inference_time"))
+            queue = number(metrics.get("queue_time"))
             total = queue + inference if queue is not None and inference is not None else None
         self._recent.append(total if total is not None and total >= 0 else measured_s)
 

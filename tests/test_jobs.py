@@ -38,14 +38,19 @@ class FakeApi:
         return JobStatus(status="COMPLETED" if done else "PROCESSING", metrics={}, raw={})
 
 
-def runtime(clock: ManualClock, api: Any, tmp_path: Path, expected_s: float) -> Runtime:
-    cfg = RunConfig(manifest=tmp_path / "m.yaml", out=tmp_path / "out", poll_first_s=expected_s,
-                    poll_min_s=0.25, poll_cap_s=30.0)
+def runtime(clock: ManualClock, api: Any, tmp_path: Path, expected_s: float | None,
+            poll_first_s: float = 2.0) -> Runtime:
+    """A runtime whose jobs are known to take ``expected_s`` (None: nothing learned yet)."""
+    cfg = RunConfig(manifest=tmp_path / "m.yaml", out=tmp_path / "out",
+                    poll_first_s=poll_first_s, poll_min_s=0.25, poll_cap_s=30.0)
     policy = RetryPolicy(max_attempts=3)
+    estimate = DurationEstimate(poll_first_s)
+    if expected_s is not None:
+        estimate.observe({"total_time": expected_s, "inference_time": expected_s}, 0.0)
     return Runtime(cfg=cfg, clock=clock, client=api, store=None,  # type: ignore[arg-type]
                    limiter=RateLimiter(rpm=None, clock=clock), rng=random.Random(1),
                    get_policy=policy, submit_policy=policy, download_policy=policy,
-                   estimate=DurationEstimate(expected_s))
+                   estimate=estimate)
 
 
 async def settle(turns: int = 20) -> None:
@@ -102,6 +107,64 @@ async def test_polls_of_many_jobs_are_spread(tmp_path: Path) -> None:
         tg.start_soon(polls)
     first_round = sorted(api.polled_at)[:20]
     assert len({round(t, 2) for t in first_round}) >= 15
+
+
+async def test_unknown_timing_backs_off_then_replans(tmp_path: Path) -> None:
+    """Before any job time is known polls back off; once one is learned they re-plan to it."""
+    clock = ManualClock()
+    api = FakeApi(clock, done_at=30.0)
+    rt = runtime(clock, api, tmp_path, expected_s=None, poll_first_s=1.0)
+    finished = anyio.Event()
+
+    async def poll() -> None:
+        await poll_until_done(rt, SUB, submitted_at=clock.wall())
+        finished.set()
+
+    async def learn() -> None:
+        while clock.now() < 3.0:
+            await settle()
+        rt.estimate.observe({"total_time": 30.0}, 0.0)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drive, clock, 0.01, finished)
+        tg.start_soon(learn)
+        tg.start_soon(poll)
+    early = [t for t in api.polled_at if t < 6.0]
+    assert len(early) == 3 and early[2] - early[1] > early[1] - early[0]  # backing off
+    assert not [t for t in api.polled_at if 6.0 <= t < 26.0]  # then waits for the job time
+    assert len(api.polled_at) <= 5
+
+
+class QueuedThenDone(FakeApi):
+    """QUEUED until ``start``, then PROCESSING until ``done_at``."""
+
+    def __init__(self, clock: ManualClock, start: float, done_at: float) -> None:
+        super().__init__(clock, done_at)
+        self.start = start
+
+    async def status(self, sub: Submitted) -> JobStatus:
+        answer = await super().status(sub)
+        if answer.status != "COMPLETED" and self.clock.now() < self.start:
+            return JobStatus(status="QUEUED", metrics={}, raw={})
+        return answer
+
+
+async def test_queued_job_waits_a_whole_inference(tmp_path: Path) -> None:
+    """A poll that finds the job QUEUED waits at least one inference time before the next."""
+    clock = ManualClock()
+    api = QueuedThenDone(clock, start=11.0, done_at=21.0)
+    rt = runtime(clock, api, tmp_path, expected_s=10.0)
+    finished = anyio.Event()
+
+    async def poll() -> None:
+        await poll_until_done(rt, SUB, submitted_at=clock.wall())
+        finished.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(drive, clock, 0.01, finished)
+        tg.start_soon(poll)
+    assert api.polled_at[1] - api.polled_at[0] >= 9.0
+    assert len(api.polled_at) <= 4
 
 
 @pytest.mark.parametrize(
