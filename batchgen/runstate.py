@@ -41,8 +41,12 @@ class DurationEstimate:
     def known(self) -> bool:
         return bool(self._recent)
 
-    def expected_s(self) -> float:
-        return statistics.median(self._recent) if self._recent else self._initial
+    def expected_s(self, share: float = 0.5) -> float:
+        """The ``share`` quantile of recent durations (the median by default)."""
+        if not self._recent:
+            return self._initial
+        ordered = sorted(self._recent)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
     def inference_s(self) -> float | None:
         """Median time a job runs once started (``metrics.inference_time``), if reported."""

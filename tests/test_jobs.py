@@ -14,7 +14,7 @@ from batchgen.client import JobStatus, Submitted
 from batchgen.clock import ManualClock
 from batchgen.config import RunConfig
 from batchgen.errors import RateLimitedError
-from batchgen.jobs import outputs_of, poll_until_done
+from batchgen.jobs import POLL_GROWTH, POLL_STEP_SHARE, outputs_of, poll_until_done
 from batchgen.models import Item
 from batchgen.ratelimit import RateLimiter
 from batchgen.retry import RetryPolicy
@@ -86,7 +86,7 @@ async def test_first_poll_lands_at_expected_time(tmp_path: Path, done_at: float)
         tg.start_soon(poll)
     assert 9.0 <= api.polled_at[0] <= 11.0
     assert len(api.polled_at) <= 3
-    assert api.polled_at[-1] - done_at <= 0.15 * 10.0 * 1.5 + 1.0
+    assert api.polled_at[-1] - done_at <= POLL_STEP_SHARE * 10.0 * POLL_GROWTH * 1.1
 
 
 async def test_polls_of_many_jobs_are_spread(tmp_path: Path) -> None:
@@ -223,6 +223,8 @@ def test_estimate_prefers_server_times() -> None:
     estimate.observe({"queue_time": 1.0, "inference_time": 10.0}, measured_s=30.0)
     estimate.observe({}, measured_s=14.0)
     assert estimate.expected_s() == 12.0
+    assert estimate.expected_s(0.65) == 14.0
+    assert estimate.inference_s() == 10.0
 
 
 class RateLimitedOnce:
