@@ -223,7 +223,7 @@ def test_estimate_prefers_server_times() -> None:
     estimate.observe({"queue_time": 1.0, "inference_time": 10.0}, measured_s=30.0)
     estimate.observe({}, measured_s=14.0)
     assert estimate.expected_s() == 12.0
-    assert estimate.expected_s(0.65) == 14.0
+    assert estimate.expected_s(0.9) == 14.0
     assert estimate.inference_s() == 10.0
 
 
