@@ -13,8 +13,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-import aiofiles
 import aiohttp
 import anyio
 
@@ -22,6 +22,7 @@ from batchgen.client import translate_transport
 from batchgen.errors import DownloadError, ForeignOriginError
 
 _CHUNK = 64 * 1024
+SPILL_BYTES = 1024 * 1024
 _RETRYABLE_STATUS = frozenset({408, 425, 429})
 # Magic numbers of the image formats image models return (for base64 data without a type).
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -84,16 +85,15 @@ async def _fetch(
             if expected is not None and expected > max_bytes:
                 raise DownloadError(f"image of {expected} bytes exceeds {max_bytes}", url=url,
                                     retryable=True)
-            async with aiofiles.open(dest, "wb") as out:
+            with _Spool(dest) as out:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
                     size += len(chunk)
                     if size > max_bytes:
                         raise DownloadError(f"image exceeds {max_bytes} bytes", url=url,
                                             retryable=True)
                     digest.update(chunk)
-                    await out.write(chunk)
-                await out.flush()
-                await anyio.to_thread.run_sync(os.fsync, out.fileno())
+                    await out.add(chunk)
+                await out.finish()
     except aiohttp.ClientPayloadError as exc:
         raise DownloadError("image body truncated", url=url, retryable=True) from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -104,6 +104,51 @@ async def _fetch(
     if size == 0:
         raise DownloadError("image body is empty", url=url, retryable=True)
     return Downloaded(dest, size, digest.hexdigest(), content_type)
+
+
+class _Spool:
+    """Bytes bound for a file, written off the event loop in few thread calls.
+
+    Held in memory up to ``SPILL_BYTES``, then written in batches of about that size; one
+    last call writes the rest, fsyncs and closes. A typical image thus costs one thread
+    hand-off instead of one per open, chunk, flush, fsync and close.
+    """
+
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._handle: BinaryIO | None = None
+
+    def __enter__(self) -> _Spool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:  # only after a failure: finish() closes it
+            self._handle.close()
+
+    async def add(self, chunk: bytes) -> None:
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= SPILL_BYTES:
+            await anyio.to_thread.run_sync(self._write_pending)
+
+    async def finish(self) -> None:
+        await anyio.to_thread.run_sync(self._finish)
+
+    def _write_pending(self) -> None:
+        if self._handle is None:
+            self._handle = self.dest.open("wb")
+        self._handle.writelines(self._pending)
+        self._pending, self._pending_bytes = [], 0
+
+    def _finish(self) -> None:
+        self._write_pending()
+        assert self._handle is not None
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        self._handle = None
 
 
 def _sniff(data: bytes) -> str | None:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import aiofiles
+import anyio
 
 from .store import COMPLETED, ItemRecord, iter_finished
 
@@ -76,23 +76,35 @@ def file_ok(out: Path, entry: dict[str, Any]) -> bool:
 
 def result_line(record: ItemRecord) -> dict[str, Any]:
     """One ``results.jsonl`` line for a finished item."""
-    result = record.result or {}
+    done = record.state == COMPLETED
+    return line(item_id=record.id, state=record.state, model=record.model,
+                request_id=record.request_id, files=record.files or [],
+                result=record.result or {}, params=record.params, cost=record.cost,
+                error=None if done else record.last_error,
+                error_class=None if done else record.error_class)
+
+
+def line(*, item_id: str, state: str, model: str, request_id: str | None,
+         files: list[dict[str, Any]], result: dict[str, Any], params: dict[str, Any],
+         cost: float | None, error: str | None = None,
+         error_class: str | None = None) -> dict[str, Any]:
+    """The fields of a ``results.jsonl`` line, from wherever the caller has them."""
     metrics = result.get("metrics") or {}
     return {
-        "id": record.id,
-        "status": record.state,
-        "model": record.model,
-        "request_id": record.request_id,
-        "files": record.files or [],
+        "id": item_id,
+        "status": state,
+        "model": model,
+        "request_id": request_id,
+        "files": files,
         "seed": result.get("seed"),
-        "params": record.params,
+        "params": params,
         "metrics": {
-            "cost": record.cost,
+            "cost": cost,
             "inference_time": metrics.get("inference_time"),
             "queue_time": metrics.get("queue_time"),
         },
-        "error": None if record.state == COMPLETED else record.last_error,
-        "error_class": None if record.state == COMPLETED else record.error_class,
+        "error": error,
+        "error_class": error_class,
     }
 
 
@@ -134,19 +146,33 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
 
 
 class ResultsLog:
-    """Appends finished items to ``results.jsonl`` while a run goes on."""
+    """Appends finished items to ``results.jsonl`` while a run goes on, for people who
+    watch it; lines go out in batches, one worker-thread call each. The file is rewritten
+    from the store at the end of the run, so a line lost in a crash costs nothing."""
+
+    BATCH = 64
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._handle: Any = None
+        self._lines: list[str] = []
 
     async def __aenter__(self) -> ResultsLog:
-        self._handle = await aiofiles.open(self.path, "a", encoding="utf-8")
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._handle.close()
+        with anyio.CancelScope(shield=True):
+            await self._write()
 
-    async def append(self, record: ItemRecord) -> None:
-        await self._handle.write(dumps_line(result_line(record)))
-        await self._handle.flush()
+    async def append(self, value: dict[str, Any]) -> None:
+        self._lines.append(dumps_line(value))
+        if len(self._lines) >= self.BATCH:
+            await self._write()
+
+    async def _write(self) -> None:
+        lines, self._lines = self._lines, []
+        if lines:
+            await anyio.to_thread.run_sync(self._append_lines, lines)
+
+    def _append_lines(self, lines: list[str]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.writelines(lines)

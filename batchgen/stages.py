@@ -24,7 +24,7 @@ from .manifest import ManifestReader
 from .models import Item, number
 from .runstate import STOP_MAX_ITEMS
 from .runtime import Harvest, Output, Runtime, call_api
-from .sink import ResultsLog, extension_for, file_ok, image_name, place, temp_path
+from .sink import ResultsLog, extension_for, file_ok, image_name, line, place, temp_path
 from .store import ItemRecord
 
 log = logging.getLogger("batchgen.stages")
@@ -228,9 +228,12 @@ async def sink_stage(rt: Runtime, receive: MemoryObjectReceiveStream[Delivered],
             await rt.store.update(item_id, now, state=st.COMPLETED, files=delivered.files,
                                   last_error=None, error_class=None)
             _count_completed(rt, harvest)
-            record = await rt.store.get(item_id)
-            if record is not None:
-                await results.append(record)
+            metrics = harvest.result.get("metrics") or {}
+            cost = harvest.cost if harvest.cost is not None else number(metrics.get("cost"))
+            item = harvest.item
+            await results.append(line(item_id=item.id, state=st.COMPLETED, model=item.model,
+                                      request_id=harvest.request_id, files=delivered.files,
+                                      result=harvest.result, params=item.params, cost=cost))
 
 
 def _count_completed(rt: Runtime, harvest: Harvest) -> None:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from batchgen.download import decode_base64_image, download
+from batchgen.download import SPILL_BYTES, decode_base64_image, download
 from batchgen.errors import DownloadError, ForeignOriginError, TransportError
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
@@ -48,6 +48,13 @@ async def _big_chunked(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+LARGE = PNG + bytes(range(256)) * (3 * SPILL_BYTES // 256)
+
+
+async def _large(request: web.Request) -> web.Response:
+    return web.Response(body=LARGE, content_type="image/png")
+
+
 async def _gzip(request: web.Request) -> web.Response:
     resp = web.Response(body=PNG, content_type="image/png")
     resp.enable_compression(web.ContentCoding.gzip)
@@ -71,6 +78,7 @@ async def server() -> AsyncIterator[TestServer]:
     app.router.add_get("/big", _big)
     app.router.add_get("/big-chunked", _big_chunked)
     app.router.add_get("/gzip", _gzip)
+    app.router.add_get("/large", _large)
     app.router.add_get("/404", _status(404))
     app.router.add_get("/503", _status(503))
     srv = TestServer(app, host="127.0.0.1")
@@ -224,3 +232,14 @@ def test_decode_base64_rejects(tmp_path: Path, data: str) -> None:
     with pytest.raises(DownloadError):
         decode_base64_image(data, dest, CAP)
     assert not dest.exists()
+
+
+async def test_large_image_written_whole(
+    server: TestServer, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """An image past the in-memory spill size is written in batches, byte for byte."""
+    dest = tmp_path / "a.tmp"
+    got = await download(session, str(server.make_url("/large")), dest,
+                         max_bytes=len(LARGE), timeout_s=10.0)
+    assert dest.read_bytes() == LARGE
+    assert got.sha256 == hashlib.sha256(LARGE).hexdigest()
