@@ -13,7 +13,7 @@ from batchgen.budget import Budget
 from batchgen.client import JobStatus, Submitted
 from batchgen.clock import ManualClock
 from batchgen.config import RunConfig
-from batchgen.errors import RateLimitedError
+from batchgen.errors import RateLimitedError, RejectedError
 from batchgen.jobs import POLL_GROWTH, POLL_STEP_SHARE, outputs_of, poll_until_done
 from batchgen.models import Item
 from batchgen.ratelimit import RateLimiter
@@ -269,3 +269,36 @@ async def test_429_pauses_and_retries_after_the_reset(tmp_path: Path) -> None:
     assert len(api.posted_at) == 2
     assert api.posted_at[1] - api.posted_at[0] >= 5.0
     assert rt.counters.submits == 2
+
+
+class Refusing:
+    """A submit endpoint that refuses the body (HTTP 400)."""
+
+    base_url = "http://api"
+
+    def __init__(self) -> None:
+        self.posts = 0
+
+    async def submit(self, model: str, params: dict[str, Any]) -> Submitted:
+        self.posts += 1
+        raise RejectedError("samples: must be at most 4", status=400)
+
+
+async def test_400_fails_the_item_with_the_message(tmp_path: Path) -> None:
+    """A 400 is not retried: the item fails as 'rejected' with the server's message."""
+    clock = ManualClock()
+    api = Refusing()
+    rt = runtime(clock, api, tmp_path, expected_s=1.0)
+    item = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
+    rt.store = await Store.open(tmp_path / "state.db")
+    try:
+        await rt.store.add([item], 0.0)
+        assert await submit(rt, item) is None
+        record = await rt.store.get("a")
+    finally:
+        await rt.store.aclose()
+    assert api.posts == 1
+    assert record is not None and record.state == "failed"
+    assert record.error_class == "rejected"
+    assert "must be at most 4" in (record.last_error or "")
+    assert record.submits == 1
