@@ -24,7 +24,15 @@ from .manifest import ManifestReader
 from .models import Item, number
 from .runstate import STOP_MAX_ITEMS
 from .runtime import Harvest, Output, Runtime, call_api
-from .sink import ResultsLog, extension_for, file_ok, image_name, line, place, temp_path
+from .sink import (
+    ResultsLog,
+    extension_for,
+    file_ok,
+    image_name,
+    line,
+    place_image,
+    temp_path,
+)
 from .store import ItemRecord
 
 log = logging.getLogger("batchgen.stages")
@@ -202,7 +210,7 @@ async def _write_image(rt: Runtime, session: aiohttp.ClientSession, images: Path
     done = await call_api(rt, "download", attempt, limited=False)
     ext = extension_for(done.content_type or output.content_type, output.url)
     final = images / image_name(item_id, index, count, ext)
-    await anyio.to_thread.run_sync(place, done.path, final)
+    await anyio.to_thread.run_sync(place_image, done.path, final)
     rt.counters.images += 1
     rt.counters.image_bytes += done.bytes
     return {"path": str(final.relative_to(rt.cfg.out)), "bytes": done.bytes,
