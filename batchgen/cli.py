@@ -227,7 +227,7 @@ def _cmd_run(ns: argparse.Namespace) -> int:
     cfg = _run_config(ns, os.environ)
     summary = anyio.run(partial(api.run, cfg.manifest, out=cfg.out, local=ns.local,
                                 handle_signals=True, **_options(cfg)))
-    print(describe(summary))
+    print(describe(summary), end="")
     print(f"images: {cfg.images_dir}  results: {cfg.out / 'results.jsonl'}  "
           f"summary: {cfg.out / 'summary.json'}")
     if summary.get("failed_items"):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import store as st
+from .reports import morning_report, report_text
 from .runstate import LIMIT_STOPS, STOP_FATAL, STOP_INTERRUPTED, STOP_TERMINATED
 
 if TYPE_CHECKING:
@@ -114,24 +115,13 @@ def build_summary(cfg: RunConfig, rt: Runtime, *, counts: dict[str, int],
 
 
 def describe(summary: dict[str, Any]) -> str:
-    """A few lines for the terminal or the cron mail."""
-    items, run, credits = summary["items"], summary["this_run"], summary["credits"]
-    lines = [
-        f"{items['completed']}/{items['in_manifest']} items completed, "
-        f"{items['failed']} failed, {items['pending']} pending, "
-        f"{items['unfinished']} unfinished",
-        f"this run: {run['completed']} completed, {run['failed']} failed, "
-        f"{run['skipped_done']} already done, {run['submits']} submits, "
-        f"{run['images']} images, {run['status_polls']} status polls, "
-        f"{run['rate_limited_429']} answered 429",
-        f"credits: {credits['spent_this_run']} this run, {credits['spent_total']} in all, "
-        f"remaining {credits['remaining']}; possible duplicate charges: "
-        f"{summary['possible_duplicate_charges']}",
-    ]
-    if summary["stop_reason"]:
-        lines.append(f"stopped submitting: {summary['stop_reason']}"
-                     + (f" ({summary['fatal_error']})" if summary["fatal_error"] else ""))
-    if summary["errors_by_cause"]:
-        causes = ", ".join(f"{k} {v}" for k, v in summary["errors_by_cause"].items())
-        lines.append(f"errors by cause: {causes}")
-    return "\n".join(lines)
+    """What the terminal or the cron log shows at the end: the morning report (counts,
+    credits, timing, top errors) and a line on what this run itself did."""
+    run = summary["this_run"]
+    report = summary.get("report") or morning_report(summary)
+    this_run = (f"this run: {run['completed']} completed, {run['failed']} failed, "
+                f"{run['skipped_done']} already done, {run['submits']} submits, "
+                f"{run['images']} images, {run['status_polls']} status polls, "
+                f"{run['rate_limited_429']} answered 429")
+    fatal = f"fatal: {summary['fatal_error']}\n" if summary.get("fatal_error") else ""
+    return report_text(report) + this_run + "\n" + fatal

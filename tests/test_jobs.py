@@ -69,12 +69,8 @@ async def drive(clock: ManualClock, step_s: float, until: anyio.Event) -> None:
 SUB = Submitted(request_id="r1", status_url="http://api/s", response_url="http://api/r", raw={})
 
 
-@pytest.mark.parametrize("done_at", [9.0, 10.0, 10.5, 12.0])
-async def test_first_poll_lands_at_expected_time(tmp_path: Path, done_at: float) -> None:
-    """The first poll comes near the expected duration, never in the first 90% of it."""
-    clock = ManualClock()
-    api = FakeApi(clock, done_at)
-    rt = runtime(clock, api, tmp_path, expected_s=10.0)
+async def poll_on(clock: ManualClock, rt: Runtime, *also: Any) -> None:
+    """Run one job's polling to COMPLETED on the manual clock (with ``also`` beside it)."""
     finished = anyio.Event()
 
     async def poll() -> None:
@@ -83,7 +79,18 @@ async def test_first_poll_lands_at_expected_time(tmp_path: Path, done_at: float)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(drive, clock, 0.01, finished)
+        for task in also:
+            tg.start_soon(task)
         tg.start_soon(poll)
+
+
+@pytest.mark.parametrize("done_at", [9.0, 10.0, 10.5, 12.0])
+async def test_first_poll_lands_at_expected_time(tmp_path: Path, done_at: float) -> None:
+    """The first poll comes near the expected duration, never in the first 90% of it."""
+    clock = ManualClock()
+    api = FakeApi(clock, done_at)
+    rt = runtime(clock, api, tmp_path, expected_s=10.0)
+    await poll_on(clock, rt)
     assert 9.0 <= api.polled_at[0] <= 11.0
     assert len(api.polled_at) <= 3
     assert api.polled_at[-1] - done_at <= POLL_STEP_SHARE * 10.0 * POLL_GROWTH * 1.1
@@ -114,21 +121,12 @@ async def test_unknown_timing_backs_off_then_replans(tmp_path: Path) -> None:
     clock = ManualClock()
     api = FakeApi(clock, done_at=30.0)
     rt = runtime(clock, api, tmp_path, expected_s=None, poll_first_s=1.0)
-    finished = anyio.Event()
-
-    async def poll() -> None:
-        await poll_until_done(rt, SUB, submitted_at=clock.wall())
-        finished.set()
-
     async def learn() -> None:
         while clock.now() < 3.0:
             await settle()
         rt.estimate.observe({"total_time": 30.0}, 0.0)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(drive, clock, 0.01, finished)
-        tg.start_soon(learn)
-        tg.start_soon(poll)
+    await poll_on(clock, rt, learn)
     early = [t for t in api.polled_at if t < 6.0]
     assert len(early) == 3 and early[2] - early[1] > early[1] - early[0]  # backing off
     assert not [t for t in api.polled_at if 6.0 <= t < 26.0]  # then waits for the job time
@@ -154,15 +152,7 @@ async def test_queued_job_waits_a_whole_inference(tmp_path: Path) -> None:
     clock = ManualClock()
     api = QueuedThenDone(clock, start=11.0, done_at=21.0)
     rt = runtime(clock, api, tmp_path, expected_s=10.0)
-    finished = anyio.Event()
-
-    async def poll() -> None:
-        await poll_until_done(rt, SUB, submitted_at=clock.wall())
-        finished.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(drive, clock, 0.01, finished)
-        tg.start_soon(poll)
+    await poll_on(clock, rt)
     assert api.polled_at[1] - api.polled_at[0] >= 9.0
     assert len(api.polled_at) <= 4
 
