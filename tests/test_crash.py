@@ -76,6 +76,9 @@ async def test_sigint_drains_and_resumes(local_server: StartServer, tmp_path: Pa
     out = tmp_path / "out"
     child = start_child(server, manifest, out, "--concurrency", "3")
     assert await watch(child, lambda: accepted(server) >= 3)
+    live = status_json(out)  # read-only, beside the run that holds the lock
+    assert live["live"] is True
+    assert live["items"]["total"] == 12
     child.send_signal(signal.SIGINT)
     assert await finish(child) == 130, child_log(manifest)
     summary = json.loads((out / "summary.json").read_text())
