@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import random
 from pathlib import Path
 from typing import Any
@@ -292,3 +294,15 @@ async def test_400_fails_the_item_with_the_message(tmp_path: Path) -> None:
     assert record.error_class == "rejected"
     assert "must be at most 4" in (record.last_error or "")
     assert record.submits == 1
+
+
+async def test_rate_scope_all_paces_polls(tmp_path: Path) -> None:
+    """With --rate-scope all, status polls take rate permits: at 6 RPM, 10 s apart."""
+    clock = ManualClock()
+    api = FakeApi(clock, done_at=40.0)
+    rt = runtime(clock, api, tmp_path, expected_s=1.0)
+    rt.cfg = dataclasses.replace(rt.cfg, rate_scope="all")
+    rt.limiter = RateLimiter(rpm=6, clock=clock)
+    await poll_on(clock, rt)
+    gaps = [b - a for a, b in itertools.pairwise(api.polled_at)]
+    assert gaps and min(gaps) >= 10.0 - 1e-6
