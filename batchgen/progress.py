@@ -28,15 +28,26 @@ class Progress:
         self._bar: Any = None
         self._started = rt.clock.now()
 
-    def line(self) -> str:
+    def figures(self) -> dict[str, Any]:
+        """done, failed, in flight, queued, images/min, ETA and credits, as now."""
         c = self.rt.counters
         minutes = max(1e-9, (self.rt.clock.now() - self._started) / 60)
         done = c.completed + c.skipped_done
+        failed = c.failed + c.skipped_failed
         rate = c.completed / minutes
-        left = self.total - done - c.failed - c.skipped_failed
-        eta = f"{left / rate:.0f} min" if rate > 0 and left > 0 else "-"
-        return (f"done {done}/{self.total}, failed {c.failed + c.skipped_failed}, "
-                f"{c.images / minutes:.1f} images/min, ETA {eta}, credits {c.cost:.4g}")
+        queued = max(0, self.total - done - failed - c.in_flight)
+        left = queued + c.in_flight
+        return {"done": done, "failed": failed, "in_flight": c.in_flight, "queued": queued,
+                "images_per_min": c.images / minutes,
+                "eta_min": left / rate if rate > 0 and left > 0 else None,
+                "credits": c.cost}
+
+    def line(self) -> str:
+        f = self.figures()
+        eta = "-" if f["eta_min"] is None else f"{f['eta_min']:.0f} min"
+        return (f"done {f['done']}/{self.total}, failed {f['failed']}, in flight "
+                f"{f['in_flight']}, queued {f['queued']}, {f['images_per_min']:.1f} images/min,"
+                f" ETA {eta}, credits {f['credits']:.4g}")
 
     async def run(self) -> None:
         if self.interactive:
@@ -50,11 +61,11 @@ class Progress:
                 log.info("progress: %s", self.line())
 
     def _refresh_bar(self) -> None:
-        c = self.rt.counters
-        done = c.completed + c.skipped_done + c.failed + c.skipped_failed
-        self._bar.n = done
+        f = self.figures()
+        self._bar.n = f["done"] + f["failed"]
         self._bar.set_postfix_str(
-            f"failed {c.failed + c.skipped_failed}, submits {c.submits}, credits {c.cost:.4g}",
+            f"failed {f['failed']}, in flight {f['in_flight']}, queued {f['queued']}, "
+            f"{f['images_per_min']:.0f} img/min, credits {f['credits']:.4g}",
             refresh=False,
         )
         self._bar.refresh()

@@ -110,6 +110,7 @@ class Counters:
     image_bytes: int = 0
     not_delivered: int = 0
     unfinished: int = 0
+    in_flight: int = 0
     cost: float = 0.0
     remaining_credits: float | None = None
     errors: Counter[str] = field(default_factory=Counter)

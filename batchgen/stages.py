@@ -156,10 +156,12 @@ async def submit_stage(rt: Runtime, receive: MemoryObjectReceiveStream[Work],
 
 async def _job(rt: Runtime, work: Work, slots: anyio.Semaphore,
                harvests: MemoryObjectSendStream[Harvest]) -> None:
+    rt.counters.in_flight += 1
     try:
         async with harvests:
             await run_job(rt, work.item, work.record, harvests.send)
     finally:
+        rt.counters.in_flight -= 1
         slots.release()
 
 

@@ -306,3 +306,20 @@ async def test_rate_scope_all_paces_polls(tmp_path: Path) -> None:
     await poll_on(clock, rt)
     gaps = [b - a for a, b in itertools.pairwise(api.polled_at)]
     assert gaps and min(gaps) >= 10.0 - 1e-6
+
+
+def test_progress_figures(tmp_path: Path) -> None:
+    """Progress counts done, failed, in flight and queued items, and an ETA from the pace."""
+    from batchgen.progress import Progress
+
+    clock = ManualClock()
+    rt = runtime(clock, None, tmp_path, expected_s=1.0)
+    progress = Progress(rt, total=100)
+    c = rt.counters
+    c.completed, c.skipped_done, c.failed, c.in_flight, c.images = 30, 10, 2, 8, 30
+    clock.advance(60.0)
+    figures = progress.figures()
+    assert (figures["done"], figures["failed"], figures["in_flight"], figures["queued"]) == (
+        40, 2, 8, 50)
+    assert figures["eta_min"] == pytest.approx(58 / 30)
+    assert "in flight 8, queued 50" in progress.line()
