@@ -43,6 +43,8 @@ class RunConfig:
     rpm: float | None = None
     start_rpm: float = DEFAULT_START_RPM
     rate_scope: RateScope = "submits"
+    # The API's sliding window (API-FACTS, "Rate limits"); a setting only for tests.
+    rate_window_s: float = 60.0
     max_cost: float | None = None
     max_items: int | None = None
     drain_timeout_s: float = 60.0
@@ -73,6 +75,7 @@ class RunConfig:
             "concurrency": self.concurrency,
             "download_concurrency": self.download_concurrency,
             "start_rpm": self.start_rpm,
+            "rate_window_s": self.rate_window_s,
             "max_image_mb": self.max_image_mb,
             "request_timeout_s": self.request_timeout_s,
             "retry_base_delay_s": self.retry_base_delay_s,

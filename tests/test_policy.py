@@ -85,3 +85,23 @@ async def test_unreachable_api_stops_submitting(tmp_path: Path) -> None:
     assert summary["exit_code"] == 1
     assert summary["items"]["pending"] == 6
     assert summary["errors_by_cause"] == {"transport": 3}
+
+
+@pytest.mark.parametrize("client_rpm", [None, 4])
+async def test_rate_limited_server(local_server: StartServer, tmp_path: Path,
+                                   client_rpm: int | None) -> None:
+    """Against a rate-limited server every item lands once; told the limit, with no 429."""
+    # A 2-second window instead of the API's minute, on both sides, to keep the test short.
+    server = await local_server(rpm=4, rpm_window_s=2.0)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b, c, d, e, f, g, h]\n")
+    summary = await run(server, manifest, tmp_path / "out", rpm=client_rpm,
+                        start_rpm=6000, rate_window_s=2.0)
+    stats = server.stats()
+    assert summary["items"]["completed"] == 8
+    assert stats["duplicate_bodies"] == 0
+    assert stats["submits_accepted"] == 8
+    if client_rpm is None:
+        assert stats["rate_limited"] > 0
+        assert summary["this_run"]["rate_limited_429"] == stats["rate_limited"]
+    else:
+        assert stats["rate_limited"] == 0

@@ -67,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rpm", type=int, default=None, help="accepted requests per sliding minute per key")
     add("--rpm-scope", choices=("submits", "all"), default="submits",
         help="whether polls count against --rpm")
+    add("--rpm-window", type=float, default=_DEFAULTS.rpm_window_s, metavar="S",
+        help="length of the sliding window (the real API's is 60 s; shorter for tests)")
     add("--credits", type=float, default=_DEFAULTS.credits, help="account credits")
     add("--cost", type=float, default=_DEFAULTS.cost_per_image, help="credits per image")
     for code in (500, 502, 503, 504):
@@ -101,6 +103,7 @@ def config_from(ns: argparse.Namespace) -> ServerConfig:
         history_lag_s=ns.history_lag,
         rpm=ns.rpm,
         rpm_scope=ns.rpm_scope,
+        rpm_window_s=ns.rpm_window,
         credits=ns.credits,
         cost_per_image=ns.cost,
         error_500_rate=ns.error_500_rate,

@@ -49,6 +49,8 @@ class ServerConfig:
 
     rpm: int | None = None
     rpm_scope: RpmScope = "submits"
+    # The real API's window is a minute; shorter only to test a 429 cycle quickly.
+    rpm_window_s: float = 60.0
 
     credits: float = 1_000_000.0
     cost_per_image: float = 0.01
@@ -82,6 +84,8 @@ class ServerConfig:
             raise ValueError("api_key: must not be empty")
         if self.workers < 1:
             raise ValueError(f"workers: must be at least 1, got {self.workers!r}")
+        if self.rpm_window_s <= 0:
+            raise ValueError(f"rpm_window_s: must be positive, got {self.rpm_window_s!r}")
         if self.retention_s <= 0:
             raise ValueError(f"retention_s: must be positive, got {self.retention_s!r}")
         if self.rpm is not None and self.rpm < 1:

@@ -1,5 +1,8 @@
 """The server side of rate limiting: a sliding 60-second window per API key.
 
+The window's length is a setting only so tests can watch a whole limit-pause-resume
+cycle in seconds; the real API's is a minute (API-FACTS, "Rate limits").
+
 Only accepted requests enter the window (API-FACTS: a rejected request is not billed and,
 here, not counted). When the window is full the answer is 429 with the moment the oldest
 request leaves it, in ``x-rate-limit-reset-at-utc``, and no Retry-After.
@@ -15,10 +18,11 @@ WINDOW_S = 60.0
 
 
 class SlidingWindow:
-    """At most ``limit`` accepted requests per key in any ``WINDOW_S`` seconds."""
+    """At most ``limit`` accepted requests per key in any ``window_s`` seconds."""
 
-    def __init__(self, limit: int | None) -> None:
+    def __init__(self, limit: int | None, window_s: float = WINDOW_S) -> None:
         self._limit = limit
+        self._window_s = window_s
         self._hits: dict[str, deque[float]] = {}
 
     def blocked_until(self, key: str, now: float) -> float | None:
@@ -28,11 +32,11 @@ class SlidingWindow:
         hits = self._hits.get(key)
         if hits is None:
             return None
-        while hits and hits[0] + WINDOW_S <= now:
+        while hits and hits[0] + self._window_s <= now:
             hits.popleft()
         if len(hits) < self._limit:
             return None
-        return hits[0] + WINDOW_S
+        return hits[0] + self._window_s
 
     def record(self, key: str, now: float) -> None:
         """Count an accepted request."""

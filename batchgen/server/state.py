@@ -32,7 +32,7 @@ class ServerState:
         self.book = JobBook(self.config)
         self.stats = Stats()
         self.faults = Faults(self.config)
-        self.window = SlidingWindow(self.config.rpm)
+        self.window = SlidingWindow(self.config.rpm, self.config.rpm_window_s)
         self.images = ImageCache(self.config.image_cache_size)
         self.rng = random.Random(f"jobs:{self.config.rng_seed}")
 
