@@ -15,7 +15,14 @@ from . import reconcile
 from . import store as st
 from .budget import Reservation
 from .client import Submitted
-from .errors import ApiError, FatalApiError, RejectedError, TransportError
+from .errors import (
+    ApiError,
+    BadResponseError,
+    FatalApiError,
+    RateLimitedError,
+    RejectedError,
+    TransportError,
+)
 from .models import Item
 from .runstate import STOP_BUDGET, STOP_DEADLINE, STOP_FATAL, STOP_UNREACHABLE
 from .runtime import Runtime, call_api, fail, submitted_for
@@ -83,11 +90,15 @@ async def _post(rt: Runtime, item: Item) -> Submitted | object | None:
             if rt.unreachable_streak >= UNREACHABLE_STREAK:
                 rt.stop.stop(STOP_UNREACHABLE)
             return None
-        await _record_in_doubt(rt, item, posts, str(exc))
-        adopted = await adopt(rt, item, intent_at)
-        if adopted is not None:
-            return adopted
-        return _AGAIN if await resend_allowed(rt, item, str(exc)) else None
+        return await _in_doubt(rt, item, posts, intent_at, str(exc))
+    except BadResponseError as exc:
+        # A 2xx we cannot read (no request_id, not JSON) may still have created a job.
+        return await _in_doubt(rt, item, posts, intent_at, str(exc))
+    except RateLimitedError as exc:
+        # Still limited past every retry: no job was created, and the item is not at
+        # fault; it stays pending for the next run.
+        await _unsent(rt, item, posts, "rate_limited", str(exc))
+        return None
     except RejectedError as exc:
         await rt.store.write(_counted_op(item.id, rt.clock.wall(), posts))
         await fail(rt, item, "rejected", str(exc))
@@ -97,7 +108,7 @@ async def _post(rt: Runtime, item: Item) -> Submitted | object | None:
         rt.stop.stop(STOP_FATAL, exc)
         return None
     except ApiError as exc:
-        # 5xx or 429 past every retry: no job was created (API-FACTS); the item fails and
+        # 5xx past every retry: no job was created (API-FACTS); the item fails and
         # --retry-failed runs it again.
         await rt.store.write(_counted_op(item.id, rt.clock.wall(), posts))
         await fail(rt, item, "server_error", str(exc))
@@ -113,6 +124,16 @@ async def _unsent(rt: Runtime, item: Item, posts: int, error_class: str, message
     log.warning("item %s not submitted (%s): %s", item.id, error_class, message)
     await rt.store.write(_counted_op(item.id, rt.clock.wall(), posts, state=st.PENDING,
                                      last_error=message, error_class=error_class))
+
+
+async def _in_doubt(rt: Runtime, item: Item, posts: int, intent_at: float,
+                    message: str) -> Submitted | object | None:
+    """Record the doubt, look in the history, and resend only by policy."""
+    await _record_in_doubt(rt, item, posts, message)
+    adopted = await adopt(rt, item, intent_at)
+    if adopted is not None:
+        return adopted
+    return _AGAIN if await resend_allowed(rt, item, message) else None
 
 
 async def _record_in_doubt(rt: Runtime, item: Item, posts: int, message: str) -> None:

@@ -15,7 +15,7 @@ from batchgen.budget import Budget
 from batchgen.client import JobStatus, Submitted
 from batchgen.clock import ManualClock
 from batchgen.config import RunConfig
-from batchgen.errors import RateLimitedError, RejectedError
+from batchgen.errors import BadResponseError, RateLimitedError, RejectedError
 from batchgen.jobs import POLL_GROWTH, POLL_STEP_SHARE, outputs_of, poll_until_done
 from batchgen.models import Item
 from batchgen.ratelimit import RateLimiter
@@ -323,3 +323,53 @@ def test_progress_figures(tmp_path: Path) -> None:
         40, 2, 8, 50)
     assert figures["eta_min"] == pytest.approx(58 / 30)
     assert "in flight 8, queued 50" in progress.line()
+
+
+class UnreadableThenFine:
+    """A submit whose first 2xx answer cannot be read; the history knows of no job."""
+
+    base_url = "http://api"
+
+    def __init__(self) -> None:
+        self.posts = 0
+        self.history_pages = 0
+
+    async def submit(self, model: str, params: dict[str, Any]) -> Submitted:
+        self.posts += 1
+        if self.posts == 1:
+            raise BadResponseError("answer is not JSON", status=200)
+        return Submitted(request_id="r2", status_url="http://api/s", response_url="http://api/r",
+                         raw={})
+
+    async def history_page(self, **query: Any) -> list[dict[str, Any]]:
+        self.history_pages += 1
+        return []
+
+
+async def test_unreadable_submit_answer_is_in_doubt(tmp_path: Path) -> None:
+    """A 2xx submit answer without a request id is in doubt: looked up, then resent, counted."""
+    clock = ManualClock()
+    api = UnreadableThenFine()
+    rt = runtime(clock, api, tmp_path, expected_s=1.0)
+    item = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
+    rt.store = await Store.open(tmp_path / "state.db")
+    finished = anyio.Event()
+    outcome: list[Any] = []
+
+    async def go() -> None:
+        await rt.store.add([item], 0.0)
+        outcome.append(await submit(rt, item))
+        finished.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drive, clock, 1.0, finished)
+            tg.start_soon(go)
+        record = await rt.store.get("a")
+    finally:
+        await rt.store.aclose()
+    assert outcome[0] is not None and outcome[0][0].request_id == "r2"
+    assert api.history_pages >= 1
+    assert rt.counters.in_doubt == 1
+    assert rt.counters.possible_duplicates == 1
+    assert record is not None and record.in_doubt == 1 and record.submits == 2
