@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,15 +118,9 @@ async def _route_paid(rt: Runtime, item: Item, record: ItemRecord,
                                     None))
     elif record.request_id:
         # Inline (base64) results are not stored: fetch the result again, no new submit.
-        await send.send(Work(item, _as_submitted(record)))
+        await send.send(Work(item, replace(record, state=st.SUBMITTED)))
     else:
         rt.counters.skipped_done += 1
-
-
-def _as_submitted(record: ItemRecord) -> ItemRecord:
-    fields = {name: getattr(record, name) for name in record.__slots__}
-    fields["state"] = st.SUBMITTED
-    return ItemRecord(**fields)
 
 
 def _needs_post(work: Work) -> bool:
