@@ -238,3 +238,21 @@ async def test_unchanged_jsonl_is_not_validated_twice(
         await run(server, manifest, tmp_path / "out")
     assert passes == [manifest]
     assert server.stats()["submits_accepted"] == 2
+
+
+async def test_missing_base64_image_is_fetched_again(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """A lost image of a base64 result is written again with no new submit."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [{prompt: inline, base64: true}]\n")
+    await run(server, manifest, tmp_path / "out")
+    [line] = results(tmp_path / "out")
+    image = tmp_path / "out" / line["files"][0]["path"]
+    before = image.read_bytes()
+    image.unlink()
+    summary = await run(server, manifest, tmp_path / "out")
+    assert image.read_bytes() == before
+    assert server.stats()["submits_accepted"] == 1
+    # From the stored image URL when the result listed one, else by fetching the result.
+    assert summary["this_run"]["redownloads"] + summary["this_run"]["resumed_jobs"] == 1
