@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test test-slow lint typecheck bench clean
+.PHONY: demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,6 @@ lint: $(VENV)/.installed-dev
 
 test: lint
 	$(BIN)/python -m pytest -q
-
-test-slow: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -m slow
 
 # Benchmarks beside the anchors (bench/runner.py); not part of `make test`.
 # BENCH_ARGS=--quick for the one-to-two-minute version.
