@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from batchgen.clock import ManualClock
 from batchgen.server.ratelimit import reset_header
@@ -89,3 +90,11 @@ async def test_429_counted_in_stats(local_server, api, clock) -> None:
 def test_reset_header_rounds_up() -> None:
     """A fractional reset moment is rounded up to the next whole second."""
     assert reset_header(1_700_000_000.2) == "2023-11-14T22:13:21Z"
+
+
+async def test_date_header_follows_the_server_clock(local_server, api) -> None:
+    """`Date` comes from the server's clock, the same clock as the 429 reset time."""
+    clock = ManualClock(wall_start=2_000_000_000.0)
+    server = await local_server(clock=clock)
+    answer = await api(server).submit()
+    assert parsedate_to_datetime(answer.headers["Date"]).timestamp() == 2_000_000_000.0

@@ -9,6 +9,7 @@ Downloads and ``/__stats`` need no key and see no gateway faults.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 
 from aiohttp import web
 
@@ -79,10 +80,18 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].snapshot())
 
 
+async def _date_from_clock(request: web.Request, response: web.StreamResponse) -> None:
+    """``Date`` from the server's own clock, as its 429 reset times are: a client corrects
+    for clock skew with it (API-FACTS), so the two must agree even on a manual clock."""
+    wall = request.app[STATE].clock.wall()
+    response.headers["Date"] = formatdate(wall, usegmt=True)
+
+
 def build_app(state: ServerState) -> web.Application:
     """The server's application around ``state``."""
     app = web.Application(middlewares=[gateway])
     app[STATE] = state
+    app.on_response_prepare.append(_date_from_clock)
     app.router.add_post("/v2/{slug}", api.submit_v2, name="submit_v2")
     app.router.add_get("/v2/requests/{request_id}/status", api.get_status, name="status")
     app.router.add_get("/v2/requests/{request_id}", api.get_result, name="result")
