@@ -34,9 +34,12 @@ from typing import Any
 
 from .reports import FAILED_FILE, error_group
 from .sink import image_name, write_atomic
-from .store import COMPLETED, ItemRecord, iter_finished
+from .store import COMPLETED, ItemRecord, count_finished, iter_finished
 
 GALLERY_FILE = "gallery.html"
+# A contact sheet past this many items is more than a browser or a person wants in one
+# page; the first ones by id are shown and the header says so (results.jsonl has all).
+MAX_ITEMS = 20_000
 # Distinct prompts remembered for back-references; past this, prompts are written in full.
 _MAX_PROMPT_REFS = 100_000
 _MISSING = object()
@@ -127,7 +130,7 @@ def _script_json(value: Any) -> str:
 def _rows(db: Path, keys: list[str]) -> Iterator[str]:
     prompts: dict[str, int] = {}
     first = True
-    for record in iter_finished(db):
+    for record in iter_finished(db, limit=MAX_ITEMS):
         values = shown_values(record)
         text = str(values.pop("prompt", ""))
         ref: str | int = prompts.get(text, text)
@@ -139,7 +142,7 @@ def _rows(db: Path, keys: list[str]) -> Iterator[str]:
         first = False
 
 
-def _header(out: Path, survey: _Survey, common: dict[str, Any]) -> str:
+def _header(out: Path, survey: _Survey, common: dict[str, Any], total: int) -> str:
     e = html.escape
     title = f"batchgen gallery: {out.resolve().name}"
     failed = (f', <a href="{FAILED_FILE}">{survey.failed} failed</a>' if survey.failed
@@ -150,7 +153,11 @@ def _header(out: Path, survey: _Survey, common: dict[str, Any]) -> str:
         f'<header><h1>{e(title)}</h1><p class="counts">{survey.completed} completed '
         f"({survey.images} images){failed}; model {e(', '.join(sorted(survey.models)))}; "
         f'<a href="results.jsonl">results.jsonl</a></p>'
-        f"<details><summary>Parameters shared by every item</summary><dl>{shared}</dl>"
+        + (f'<p class="counts">Showing the first {MAX_ITEMS:,} of {total:,} finished items '
+           f'by id; <a href="results.jsonl">results.jsonl</a> and '
+           f'<a href="{FAILED_FILE}">{FAILED_FILE}</a> list them all.</p>'
+           if total > MAX_ITEMS else "")
+        + f"<details><summary>Parameters shared by every item</summary><dl>{shared}</dl>"
         "</details></header>\n"
     )
 
@@ -158,11 +165,11 @@ def _header(out: Path, survey: _Survey, common: dict[str, Any]) -> str:
 def gallery_lines(db: Path, out: Path) -> Iterator[str]:
     """The gallery page in pieces, streamed from the store. Blocking."""
     survey = _Survey()
-    for record in iter_finished(db):
+    for record in iter_finished(db, limit=MAX_ITEMS):
         survey.add(record)
     keys = survey.keys()
     common = survey.common()
-    yield _header(out, survey, common)
+    yield _header(out, survey, common, count_finished(db))
     yield _BODY
     meta = {"keys": keys, "common": common}
     yield f'<script type="application/json" id="gallery-data">{{"meta":{_script_json(meta)},'

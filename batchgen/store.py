@@ -357,17 +357,30 @@ def update_op(item_id: str, now: float, fields: dict[str, Any]) -> Op:
     return op
 
 
-def iter_finished(path: Path) -> Iterator[ItemRecord]:
-    """Completed and failed rows in id order, streamed through a connection of its own.
+def iter_finished(path: Path, *, limit: int = -1) -> Iterator[ItemRecord]:
+    """Completed and failed rows in id order (the first ``limit``, -1 for all), streamed
+    through a connection of its own.
 
     Blocking: call from a worker thread. WAL lets it read while a run writes.
     """
     conn = connect(path, read_only=True)
     try:
         cursor = conn.execute(
-            "SELECT * FROM items WHERE state IN (?, ?) ORDER BY id", (COMPLETED, FAILED)
+            "SELECT * FROM items WHERE state IN (?, ?) ORDER BY id LIMIT ?",
+            (COMPLETED, FAILED, limit),
         )
         for row in cursor:
             yield _record(row)
+    finally:
+        conn.close()
+
+
+def count_finished(path: Path) -> int:
+    """How many rows are completed or failed. Blocking."""
+    conn = connect(path, read_only=True)
+    try:
+        row = conn.execute("SELECT COUNT(*) FROM items WHERE state IN (?, ?)",
+                           (COMPLETED, FAILED)).fetchone()
+        return int(row[0])
     finally:
         conn.close()

@@ -8,6 +8,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from batchgen import gallery as gallery_module
 from batchgen.gallery import write_gallery
 from batchgen.store import connect
 
@@ -187,3 +190,16 @@ def test_ten_thousand_images_make_a_small_page(tmp_path: Path) -> None:
     path = write_gallery(db, tmp_path)
     assert path.stat().st_size < 1_000_000
     assert len(Page(path.read_text(encoding="utf-8")).data["rows"]) == 10_000
+
+
+def test_huge_runs_show_the_first_items_and_say_so(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_ITEMS the page holds the first ones by id and says how many there are."""
+    monkeypatch.setattr(gallery_module, "MAX_ITEMS", 5)
+    db, conn = store(tmp_path)
+    for n in range(8):
+        add(conn, f"item-{n}", seed=n)
+    conn.close()
+    page = gallery(db, tmp_path)
+    assert [row[0] for row in page.data["rows"]] == [f"item-{n}" for n in range(5)]
+    assert "Showing the first 5 of 8 finished items" in " ".join(page.text)
