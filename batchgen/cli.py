@@ -318,6 +318,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(ns.verbose)
     try:
         code: int = ns.handler(ns)
+    except errors.ManifestError as exc:
+        for problem in exc.problems[:MAX_PROBLEMS_SHOWN]:
+            print(problem, file=sys.stderr)
+        hidden = exc.total - min(len(exc.problems), MAX_PROBLEMS_SHOWN)
+        if hidden > 0:
+            print(f"... and {hidden} more problems not shown", file=sys.stderr)
+        noun = "error" if exc.total == 1 else "errors"
+        print(f"batchgen: the manifest has {exc.total} {noun}; nothing was sent "
+              "(`batchgen validate` lists them too)", file=sys.stderr)
+        return exit_code_for(exc)
     except errors.BatchgenError as exc:
         print(f"batchgen: {exc}", file=sys.stderr)
         return exit_code_for(exc)

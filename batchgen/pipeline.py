@@ -30,7 +30,7 @@ from .budget import Budget
 from .client import ApiClient
 from .clock import Clock, SystemClock
 from .config import RunConfig
-from .errors import ManifestError, StoreError
+from .errors import ManifestError, StoreError, UsageError
 from .gallery import write_gallery
 from .manifest import JSONL_SUFFIXES, ManifestReader
 from .progress import Progress
@@ -61,10 +61,14 @@ def validate(cfg: RunConfig) -> ManifestReader:
 
 
 def file_hash(path: Path) -> str:
+    """A digest of the manifest's bytes, to know it again on resume."""
     digest = hashlib.blake2b(digest_size=16)
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise UsageError(f"cannot read the manifest {path}: {exc.strerror or exc}") from exc
     return digest.hexdigest()
 
 

@@ -108,3 +108,24 @@ def test_unwritable_out_is_a_clear_message(tmp_path: Path,
     assert code == 1
     assert "Traceback" not in err
     assert str(blocker) in err
+
+
+def test_run_lists_every_manifest_problem(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad manifest: every problem printed with file:line, exit 2, nothing sent."""
+    text = "items:\n  - {prompt: a, num_steps: 30}\n  - {prompt: b, samples: true}\n"
+    manifest = write_manifest(tmp_path / "m.yaml", text)
+    out = tmp_path / "out"
+    assert cli.main(["run", str(manifest), "--local", "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{manifest}:2:" in err and "num_inference_steps" in err
+    assert f"{manifest}:3:" in err and "samples" in err
+    assert "2 errors; nothing was sent" in err
+    assert not out.exists()
+
+
+def test_run_on_a_missing_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A manifest that is not there is a usage error (exit 2) naming the path."""
+    missing = tmp_path / "nope.yaml"
+    assert cli.main(["run", str(missing), "--local", "-o", str(tmp_path / "out")]) == 2
+    assert str(missing) in capsys.readouterr().err
