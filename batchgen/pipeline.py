@@ -122,9 +122,9 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, stor
     rng = random.Random(cfg.seed)
     totals = await store.totals()
     async with AsyncExitStack() as stack:
-        api_session = await stack.enter_async_context(_session(cfg, cfg.concurrency * 2))
+        api_session = await stack.enter_async_context(_session(cfg.concurrency * 2))
         files_session = await stack.enter_async_context(
-            _session(cfg, cfg.download_concurrency * 2))
+            _session(cfg.download_concurrency * 2))
         rt = Runtime(
             cfg=cfg, clock=clock,
             client=ApiClient(api_session, base_url=cfg.base_url, api_key=cfg.api_key,
@@ -202,7 +202,8 @@ async def _run_stages(rt: Runtime, reader: ManifestReader,
         tg.start_soon(sink_stage, rt, done_recv, results)
 
 
-def _session(cfg: RunConfig, limit: int) -> aiohttp.ClientSession:
+def _session(limit: int) -> aiohttp.ClientSession:
+    """A session of its own per purpose: API calls carry the key, downloads never do."""
     connector = aiohttp.TCPConnector(limit=max(4, limit))
     return aiohttp.ClientSession(connector=connector)
 
