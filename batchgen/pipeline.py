@@ -42,7 +42,7 @@ from .runtime import Harvest, Runtime
 from .sink import ResultsLog, export_results, write_summary
 from .stages import Delivered, Work, download_stage, read_stage, sink_stage, submit_stage
 from .store import Store, connect
-from .summary import build_summary, exit_code
+from .summary import EXIT_CRASHED, build_summary, exit_code
 
 log = logging.getLogger("batchgen.pipeline")
 
@@ -121,30 +121,60 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, stor
                                    options=_options(cfg), now=started, pid=os.getpid())
     rng = random.Random(cfg.seed)
     totals = await store.totals()
-    async with AsyncExitStack() as stack:
-        api_session = await stack.enter_async_context(_session(cfg.concurrency * 2))
-        files_session = await stack.enter_async_context(
-            _session(cfg.download_concurrency * 2))
-        rt = Runtime(
-            cfg=cfg, clock=clock,
-            client=ApiClient(api_session, base_url=cfg.base_url, api_key=cfg.api_key,
-                             history_url=cfg.history_url, timeout_s=cfg.request_timeout_s,
-                             clock=clock),
-            store=store,
-            limiter=RateLimiter(rpm=cfg.rpm, clock=clock, start_rpm=cfg.start_rpm,
-                                window_s=cfg.rate_window_s),
-            rng=rng,
-            get_policy=RetryPolicy(max_attempts=8, max_elapsed_s=600.0,
-                                   base_delay_s=cfg.retry_base_delay_s),
-            submit_policy=RetryPolicy(max_attempts=6, max_elapsed_s=600.0,
-                                      base_delay_s=cfg.retry_base_delay_s),
-            download_policy=RetryPolicy(max_attempts=6, max_elapsed_s=600.0,
-                                        base_delay_s=cfg.retry_base_delay_s),
-            estimate=DurationEstimate(cfg.poll_first_s),
-            budget=Budget(cfg.max_cost, spent_before=float(totals["cost"])),
-        )
-        # A resumed run that skipped validation learns the total from the store.
-        progress = Progress(rt, total=reader.requests or sum((await store.counts()).values()))
+    rt: Runtime | None = None
+    failure: BaseException | None = None
+    summary: dict[str, Any] = {}
+    try:
+        async with AsyncExitStack() as stack:
+            api_session = await stack.enter_async_context(_session(cfg.concurrency * 2))
+            files_session = await stack.enter_async_context(
+                _session(cfg.download_concurrency * 2))
+            rt = Runtime(
+                cfg=cfg, clock=clock,
+                client=ApiClient(api_session, base_url=cfg.base_url, api_key=cfg.api_key,
+                                 history_url=cfg.history_url, timeout_s=cfg.request_timeout_s,
+                                 clock=clock),
+                store=store,
+                limiter=RateLimiter(rpm=cfg.rpm, clock=clock, start_rpm=cfg.start_rpm,
+                                    window_s=cfg.rate_window_s),
+                rng=rng,
+                get_policy=RetryPolicy(max_attempts=8, max_elapsed_s=600.0,
+                                       base_delay_s=cfg.retry_base_delay_s),
+                submit_policy=RetryPolicy(max_attempts=6, max_elapsed_s=600.0,
+                                          base_delay_s=cfg.retry_base_delay_s),
+                download_policy=RetryPolicy(max_attempts=6, max_elapsed_s=600.0,
+                                            base_delay_s=cfg.retry_base_delay_s),
+                estimate=DurationEstimate(cfg.poll_first_s),
+                budget=Budget(cfg.max_cost, spent_before=float(totals["cost"])),
+            )
+            await _run_all(rt, reader, files_session, store, handle_signals)
+    except BaseException as exc:
+        failure = first_cause(exc)
+        if failure is exc:
+            raise
+        # One error behind a task group's ExceptionGroup: the caller (and the CLI's exit
+        # code table) should see that error itself.
+        raise failure from None
+    finally:
+        if rt is not None:
+            with anyio.CancelScope(shield=True):
+                summary = await _finish(rt, store, reader, run_id, started, failure)
+    return summary
+
+
+def first_cause(exc: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+async def _run_all(rt: Runtime, reader: ManifestReader, files_session: aiohttp.ClientSession,
+                   store: Store, handle_signals: bool) -> None:
+    """The stages, beside the progress reporter and the signal watcher."""
+    # A resumed run that skipped validation learns the total from the store.
+    progress = Progress(rt, total=reader.requests or sum((await store.counts()).values()))
+    try:
         async with anyio.create_task_group() as outer:
             if handle_signals:
                 outer.start_soon(_watch_signals, rt)
@@ -152,21 +182,39 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, stor
             with anyio.CancelScope() as rt.stages_scope:
                 await _run_stages(rt, reader, files_session)
             outer.cancel_scope.cancel()
+    finally:
         progress.close()
-    with anyio.CancelScope(shield=True):
-        db = cfg.state_dir / "state.db"
+
+
+async def _finish(rt: Runtime, store: Store, reader: ManifestReader, run_id: int,
+                  started: float, failure: BaseException | None) -> dict[str, Any]:
+    """results.jsonl, the summary, failed.jsonl, the gallery, the runs row, notify.
+
+    Written after a crash too (with the error), so that the morning's files never
+    describe an older run; a second failure while writing them is logged, and the first
+    one is what the caller sees.
+    """
+    cfg, clock = rt.cfg, rt.clock
+    db = cfg.state_dir / "state.db"
+    summary: dict[str, Any] = {}
+    try:
         await anyio.to_thread.run_sync(export_results, db, cfg.out)
         counts = await store.counts()
         totals = await store.totals()
         summary = build_summary(cfg, rt, counts=counts, totals=totals, started=started,
                                 ended=clock.wall(), manifest_items=reader.requests)
-        summary["exit_code"] = exit_code(rt, counts)
+        summary["exit_code"] = exit_code(rt, counts) if failure is None else EXIT_CRASHED
+        summary["error"] = None if failure is None else f"{type(failure).__name__}: {failure}"
         await anyio.to_thread.run_sync(write_views, db, cfg.out, summary)
         await store.end_run(run_id, now=clock.wall(), summary=summary,
                             exit_code=summary["exit_code"])
-        if cfg.notify_cmd:
-            await anyio.to_thread.run_sync(run_notify, cfg.notify_cmd,
-                                           cfg.out / "summary.json")
+    except Exception:
+        if failure is None:
+            raise
+        log.exception("the summary could not be written after the run failed")
+        return summary
+    if cfg.notify_cmd:
+        await anyio.to_thread.run_sync(run_notify, cfg.notify_cmd, cfg.out / "summary.json")
     return summary
 
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_FATAL_API = 0, 1, 3
+# A run that ended on an unexpected error: its summary says so, with the error.
+EXIT_CRASHED = EXIT_ITEMS_FAILED
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 

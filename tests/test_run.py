@@ -218,3 +218,23 @@ async def test_api_key_never_written(local_server: StartServer, tmp_path: Path,
     for path in [*(tmp_path / "out").rglob("*"), *(tmp_path / "out2").rglob("*")]:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+async def test_crash_still_writes_the_summary(local_server: StartServer, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected error ends the run, but summary.json says so instead of going stale."""
+    from batchgen import stages
+
+    async def broken_sink(rt: Any, receive: Any, results: Any) -> None:
+        receive.close()
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(stages, "sink_stage", broken_sink)
+    monkeypatch.setattr("batchgen.pipeline.sink_stage", broken_sink)
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b]\n")
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        await run(server, manifest, tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["exit_code"] == 1
+    assert "disk on fire" in summary["error"]
