@@ -1,17 +1,22 @@
-"""``--max-cost``: never let spent plus in-flight expected cost pass the cap.
+"""``--max-cost``: never let this run's spent plus in-flight expected cost pass the cap.
 
-The price of an image is learned from the first finished job's ``metrics.cost``
-(API-FACTS, "Money"). Until it is known, at most one job is in flight, so the cap can
-be passed by at most that one job's price, which nothing could have told us in advance.
+The cap is per run, so a nightly job into a fixed OUT gets it every night. The price of
+an image is the last one the store knows, else learned from the first finished job's
+``metrics.cost`` (API-FACTS, "Money"). Until it is known, at most one job is in flight,
+so the cap can be passed by at most that one job's price, which nothing could have told
+us in advance.
 A submit reserves its expected cost before it goes out and gives it back when the job
 ends (when the real cost is charged instead) or when no job was created.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import anyio
+
+log = logging.getLogger("batchgen.budget")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,24 +30,24 @@ class Reservation:
 class Budget:
     """Spent credits, reservations of jobs in flight, and the learned price per image."""
 
-    def __init__(self, max_cost: float | None, *, spent_before: float = 0.0) -> None:
+    def __init__(self, max_cost: float | None, *, price: float | None = None) -> None:
         self.max_cost = max_cost
-        self.spent_before = spent_before
         self.spent = 0.0
-        self.cost_per_image: float | None = None
+        self.cost_per_image: float | None = price
         self.reserved = 0.0
         self._unpriced = 0
+        self._price_unreported = False
         self._changed = anyio.Event()
 
     async def reserve(self, samples: int) -> Reservation | None:
         """Set aside the expected cost of one job; None when it would pass the cap."""
         if self.max_cost is None:
             return Reservation()
-        while self.cost_per_image is None and self._unpriced > 0:
+        while self.cost_per_image is None and self._unpriced > 0 and not self._price_unreported:
             await self._changed.wait()
         price = self.cost_per_image
         expected = (price or 0.0) * samples
-        if self.spent_before + self.spent + self.reserved + expected > self.max_cost:
+        if self.spent + self.reserved + expected > self.max_cost:
             return None
         reservation = Reservation(expected, price is None)
         self.reserved += reservation.cost
@@ -55,6 +60,16 @@ class Budget:
         self._unpriced -= reservation.unpriced
         self._changed.set()
         self._changed = anyio.Event()
+
+    def unpriced_job_done(self) -> None:
+        """A job completed without a ``metrics.cost``: the price cannot be learned, so
+        stop holding jobs back for it (the cap then counts only reported costs)."""
+        if self.max_cost is not None and self.cost_per_image is None and not self._price_unreported:
+            log.warning("the API reports no cost for this model: --max-cost counts only "
+                        "costs it reports")
+            self._price_unreported = True
+            self._changed.set()
+            self._changed = anyio.Event()
 
     def charge(self, cost: float, samples: int) -> None:
         """A job completed and was billed ``cost``: count it and learn the price."""

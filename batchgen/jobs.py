@@ -26,9 +26,9 @@ from .errors import (
 )
 from .models import Item, number
 from .runstate import STOP_FATAL
-from .runtime import Harvest, Output, Runtime, call_api, fail, submitted_for
+from .runtime import Harvest, Output, Runtime, Undecided, call_api, fail, submitted_for
 from .store import ItemRecord
-from .submit import adopt, resend_allowed, submit
+from .submit import adopt, leave_in_doubt, resend_allowed, submit
 
 log = logging.getLogger("batchgen.jobs")
 
@@ -39,6 +39,9 @@ log = logging.getLogger("batchgen.jobs")
 POLL_FIRST_QUANTILE = 0.65
 # Later polls step by this share of the median duration, growing by POLL_GROWTH.
 POLL_STEP_SHARE = 0.25
+# Resubmits of one item after its job's record expired with nothing in the history: a
+# job that keeps not finishing within the hour is not worth paying for again and again.
+MAX_EXPIRED_RESUBMITS = 2
 POLL_GROWTH = 1.5
 
 
@@ -106,8 +109,13 @@ def outputs_of(result: dict[str, Any]) -> tuple[Output, ...]:
     return tuple(found)
 
 
-async def fetch(rt: Runtime, item: Item, sub: Submitted, submitted_at: float) -> Harvest:
-    """GET the full result once, learn from its metrics, and make it durable."""
+async def fetch(rt: Runtime, item: Item, sub: Submitted, submitted_at: float, *,
+                charge: bool = True) -> Harvest:
+    """GET the full result once, learn from its metrics, and make it durable.
+
+    ``charge`` is False when this job's cost was already counted (a result fetched
+    again on resume): it is learned from, not paid twice.
+    """
     limited = rt.cfg.rate_scope == "all"
     rt.counters.result_fetches += 1
     result = await call_api(rt, "get", lambda: rt.client.result(sub.response_url),
@@ -122,10 +130,12 @@ async def fetch(rt: Runtime, item: Item, sub: Submitted, submitted_at: float) ->
     cost, remaining = number(metrics.get("cost")), number(metrics.get("remaining_credits"))
     if remaining is not None:
         rt.counters.remaining_credits = remaining
-    if cost is not None:
+    if cost is not None and charge:
         # Spent from here on: the job completed, so it is billed (API-FACTS, "Money").
         rt.counters.cost += cost
         rt.budget.charge(cost, item.samples)
+    elif charge:
+        rt.budget.unpriced_job_done()
     keep = {"seed": result.get("seed"), "metrics": metrics,
             "outputs": [{"url": o.url, "content_type": o.content_type} for o in outputs]}
     await rt.store.update(item.id, rt.clock.wall(), state=st.FETCHED, result=keep, cost=cost)
@@ -134,7 +144,7 @@ async def fetch(rt: Runtime, item: Item, sub: Submitted, submitted_at: float) ->
 
 def resumed(rt: Runtime, record: ItemRecord) -> Submitted | None:
     """The job a stored row already has on the server, if any."""
-    if record.state not in (st.SUBMITTED, st.FETCHED) or not record.request_id:
+    if record.state not in (st.SUBMITTED, st.FETCHED, st.COMPLETED) or not record.request_id:
         return None
     return submitted_for(rt, record.request_id, record.status_url, record.response_url)
 
@@ -145,13 +155,21 @@ async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
     sub = resumed(rt, record) if record else None
     submitted_at = (record.submitted_at or rt.clock.wall()) if sub and record else 0.0
     failures = record.job_failures if record else 0
+    expiries = record.resubmits if record else 0
+    # A job fetched (and counted) before: its cost is not counted again on a re-fetch,
+    # and if its output is lost with its record, it is not quietly paid for again.
+    paid = record is not None and record.state in (st.FETCHED, st.COMPLETED)
     reservation = Reservation()
     if sub is not None:
         rt.counters.resumed_jobs += 1
     elif record is not None and record.state in (st.SUBMITTING, st.IN_DOUBT):
         # A run died between intent and answer: did that POST create a job?
         rt.counters.in_doubt += 1
-        sub = await adopt(rt, item, record.intent_at or rt.clock.wall())
+        try:
+            sub = await adopt(rt, item, record.intent_at or rt.clock.wall())
+        except Undecided as exc:
+            await leave_in_doubt(rt, item, str(exc))
+            return
         if sub is None and not await resend_allowed(rt, item, "the run stopped mid-submit"):
             return
         submitted_at = rt.clock.wall()
@@ -162,17 +180,25 @@ async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
                 return
             sub, reservation = posted
             submitted_at = rt.clock.wall()
+            paid = False
         try:
-            harvest = await _follow(rt, item, sub, submitted_at)
+            harvest = await _follow(rt, item, sub, submitted_at, charge=not paid)
         except RequestExpiredError as exc:
-            if rt.cfg.on_expired == "fail":
+            if paid:
+                await fail(rt, item, "download", f"paid for, but its output is lost: {exc}")
+                return
+            if rt.cfg.on_expired == "fail" or expiries >= MAX_EXPIRED_RESUBMITS:
                 await fail(rt, item, "expired", str(exc))
                 return
+            expiries += 1
             rt.counters.resubmits += 1
             await rt.store.bump(item.id, rt.clock.wall(), "resubmits", state=st.PENDING,
                                 request_id=None, last_error=str(exc), error_class="expired")
             sub = None
             continue
+        except Undecided as exc:
+            await _unfinished(rt, item, "history", str(exc))
+            return
         except JobFailedError as exc:
             failures += 1
             await rt.store.bump(item.id, rt.clock.wall(), "job_failures")
@@ -203,18 +229,20 @@ async def run_job(rt: Runtime, item: Item, record: ItemRecord | None,
         return
 
 
-async def _follow(rt: Runtime, item: Item, sub: Submitted, submitted_at: float) -> Harvest:
+async def _follow(rt: Runtime, item: Item, sub: Submitted, submitted_at: float, *,
+                  charge: bool) -> Harvest:
     """Poll a job to COMPLETED and fetch it; an expired record is recovered from history.
 
-    Raises RequestExpiredError when neither the v2 record nor the history has it, and
-    JobFailedError when either says it FAILED.
+    Raises RequestExpiredError when neither the v2 record nor the history has it,
+    JobFailedError when either says it FAILED, and Undecided when the history cannot
+    tell.
     """
     try:
         await poll_until_done(rt, sub, submitted_at)
-        return await fetch(rt, item, sub, submitted_at)
+        return await fetch(rt, item, sub, submitted_at, charge=charge)
     except RequestExpiredError:
         rt.counters.expired += 1
-        harvest = await _from_history(rt, item, sub, submitted_at)
+        harvest = await _from_history(rt, item, sub, submitted_at, charge=charge)
         if harvest is None:
             raise
         return harvest
@@ -229,10 +257,14 @@ async def _unfinished(rt: Runtime, item: Item, error_class: str, message: str) -
                           error_class=error_class)
 
 
-async def _from_history(rt: Runtime, item: Item, sub: Submitted,
-                        submitted_at: float) -> Harvest | None:
-    """An expired job's outputs from the account history: no new charge. Raises
-    JobFailedError when the history says the job FAILED."""
+async def _from_history(rt: Runtime, item: Item, sub: Submitted, submitted_at: float, *,
+                        charge: bool) -> Harvest | None:
+    """An expired job's outputs from the account history: no new charge.
+
+    None when the history has no output for it. Raises JobFailedError when the history
+    says the job FAILED, and Undecided when it cannot be read or still shows the job
+    PENDING: the job exists and will be billed, so it must not be paid for twice.
+    """
     # A job the history still shows PENDING exists and will be billed: wait for it
     # (bounded) rather than pay for a second one.
     give_up = rt.clock.now() + rt.cfg.record_retention_s
@@ -247,10 +279,11 @@ async def _from_history(rt: Runtime, item: Item, sub: Submitted,
                 limited=rt.cfg.rate_scope == "all",
             )
         except ApiError as exc:
-            log.warning("item %s: the history cannot be read (%s)", item.id, exc)
-            return None
-        if found is None or found.status != "PENDING" or rt.clock.now() + delay > give_up:
+            raise Undecided(f"the history cannot be read: {exc}") from exc
+        if found is None or found.status != "PENDING":
             break
+        if rt.clock.now() + delay > give_up:
+            raise Undecided("the history still shows the job PENDING")
         await rt.clock.sleep(rt.jitter(delay))
         delay = min(rt.cfg.poll_cap_s, delay * 2)
     if found is None:
@@ -264,7 +297,7 @@ async def _from_history(rt: Runtime, item: Item, sub: Submitted,
     outputs = tuple(Output(url=url) for url in found.urls)
     keep = {"seed": None, "metrics": {"cost": found.cost}, "from_history": True,
             "outputs": [{"url": url, "content_type": None} for url in found.urls]}
-    if found.cost is not None:
+    if found.cost is not None and charge:
         rt.counters.cost += found.cost
         rt.budget.charge(found.cost, item.samples)
     await rt.store.update(item.id, rt.clock.wall(), state=st.FETCHED, result=keep,

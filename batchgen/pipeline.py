@@ -120,7 +120,6 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, stor
     run_id = await store.start_run(manifest=str(cfg.manifest), manifest_hash=digest,
                                    options=_options(cfg), now=started, pid=os.getpid())
     rng = random.Random(cfg.seed)
-    totals = await store.totals()
     rt: Runtime | None = None
     failure: BaseException | None = None
     summary: dict[str, Any] = {}
@@ -145,7 +144,7 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, stor
                 download_policy=RetryPolicy(max_attempts=6, max_elapsed_s=600.0,
                                             base_delay_s=cfg.retry_base_delay_s),
                 estimate=DurationEstimate(cfg.poll_first_s),
-                budget=Budget(cfg.max_cost, spent_before=float(totals["cost"])),
+                budget=Budget(cfg.max_cost, price=await store.last_price()),
             )
             await _run_all(rt, reader, files_session, store, handle_signals)
     except BaseException as exc:

@@ -110,6 +110,12 @@ async def call_api(
                           rng=rt.rng, on_retry=count_retry)
 
 
+class Undecided(Exception):
+    """The history could not say whether a job exists (it cannot be read, still shows the
+    job PENDING, or a twin item's submit is in flight): leave the item for the next run
+    rather than guess, since a wrong guess either pays twice or loses a paid job."""
+
+
 def submitted_for(rt: Runtime, request_id: str, status_url: str | None = None,
                   response_url: str | None = None) -> Submitted:
     """A job known by id only: its URLs are the API's documented ones where not stored."""

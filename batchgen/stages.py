@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,7 @@ async def _route_paid(rt: Runtime, item: Item, record: ItemRecord,
                                     None))
     elif record.request_id:
         # Inline (base64) results are not stored: fetch the result again, no new submit.
-        await send.send(Work(item, replace(record, state=st.SUBMITTED)))
+        await send.send(Work(item, record))
     else:
         rt.counters.skipped_done += 1
 

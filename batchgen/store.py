@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 
 from .errors import StoreError
+from .ids import canonical_json
 from .models import Item
 
 # Item states. "submitting" is an intent whose POST outcome is not yet known.
@@ -40,6 +41,8 @@ FETCHED = "fetched"
 COMPLETED = "completed"
 FAILED = "failed"
 STATES = (PENDING, SUBMITTING, IN_DOUBT, SUBMITTED, FETCHED, COMPLETED, FAILED)
+# Parameters in one statement: SQLite before 3.32 allows 999.
+MAX_PARAMS = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -234,9 +237,14 @@ class Store:
         """The stored rows of ``ids`` that exist."""
 
         def query(conn: sqlite3.Connection) -> dict[str, ItemRecord]:
-            marks = ",".join("?" * len(ids))
-            rows = conn.execute(f"SELECT * FROM items WHERE id IN ({marks})", list(ids))
-            return {row["id"]: _record(row) for row in rows}
+            found: dict[str, ItemRecord] = {}
+            # SQLite before 3.32 allows 999 parameters a statement.
+            for start in range(0, len(ids), MAX_PARAMS):
+                part = list(ids[start:start + MAX_PARAMS])
+                marks = ",".join("?" * len(part))
+                rows = conn.execute(f"SELECT * FROM items WHERE id IN ({marks})", part)
+                found.update((row["id"], _record(row)) for row in rows)
+            return found
 
         if not ids:
             return {}
@@ -245,6 +253,20 @@ class Store:
 
     async def get(self, item_id: str) -> ItemRecord | None:
         return (await self.lookup([item_id])).get(item_id)
+
+    async def twins_in_flight(self, item: Item) -> int:
+        """Other items with this item's model and body whose submit has no known outcome."""
+
+        def query(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM items WHERE model = ? AND body = ? AND id != ?"
+                " AND state IN (?, ?)",
+                (item.model, canonical_json(item.params), item.id, SUBMITTING, IN_DOUBT),
+            ).fetchone()
+            return int(row[0])
+
+        result: int = await self.read(query)
+        return result
 
     async def claimed(self, request_ids: Sequence[str], *, but: str) -> set[str]:
         """Which of ``request_ids`` an item other than ``but`` already holds."""
@@ -260,6 +282,22 @@ class Store:
         if not request_ids:
             return set()
         result: set[str] = await self.read(query)
+        return result
+
+    async def last_price(self) -> float | None:
+        """Cost per image of the most recently finished priced job, if any."""
+
+        def query(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT cost, body FROM items WHERE state = ? AND cost IS NOT NULL"
+                " ORDER BY updated_at DESC LIMIT 1", (COMPLETED,)).fetchone()
+            if row is None:
+                return None
+            samples = json.loads(row["body"]).get("samples", 1)
+            count = samples if isinstance(samples, int) and samples > 0 else 1
+            return float(row["cost"]) / count
+
+        result: float | None = await self.read(query)
         return result
 
     async def counts(self) -> dict[str, int]:
@@ -288,7 +326,8 @@ class Store:
 
     async def add(self, items: Sequence[Item], now: float) -> None:
         """Insert new items as pending; existing rows are left as they are."""
-        rows = [(i.id, i.model, json.dumps(i.params), i.line, PENDING, now) for i in items]
+        # Canonical JSON, so that identical items have identical bodies (see ``twins``).
+        rows = [(i.id, i.model, canonical_json(i.params), i.line, PENDING, now) for i in items]
 
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(

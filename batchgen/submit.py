@@ -25,7 +25,7 @@ from .errors import (
 )
 from .models import Item
 from .runstate import STOP_BUDGET, STOP_DEADLINE, STOP_FATAL, STOP_UNREACHABLE
-from .runtime import Runtime, call_api, fail, submitted_for
+from .runtime import Runtime, Undecided, call_api, fail, submitted_for
 
 log = logging.getLogger("batchgen.jobs")
 
@@ -130,10 +130,22 @@ async def _in_doubt(rt: Runtime, item: Item, posts: int, intent_at: float,
                     message: str) -> Submitted | object | None:
     """Record the doubt, look in the history, and resend only by policy."""
     await _record_in_doubt(rt, item, posts, message)
-    adopted = await adopt(rt, item, intent_at)
+    try:
+        adopted = await adopt(rt, item, intent_at)
+    except Undecided as exc:
+        await leave_in_doubt(rt, item, str(exc))
+        return None
     if adopted is not None:
         return adopted
     return _AGAIN if await resend_allowed(rt, item, message) else None
+
+
+async def leave_in_doubt(rt: Runtime, item: Item, why: str) -> None:
+    """Neither adopt nor resend: the item stays in doubt, and the next run asks again."""
+    rt.counters.unfinished += 1
+    rt.counters.errors["in_doubt_undecided"] += 1
+    log.warning("item %s: submit outcome still unknown (%s); left for the next run",
+                item.id, why)
 
 
 async def _record_in_doubt(rt: Runtime, item: Item, posts: int, message: str) -> None:
@@ -161,8 +173,11 @@ async def resend_allowed(rt: Runtime, item: Item, message: str) -> bool:
 async def adopt(rt: Runtime, item: Item, intent_at: float) -> Submitted | None:
     """The job an in-doubt submit created, from the history, waiting a bounded time for it.
 
+    None when the history shows no such job (or several), so that policy may resend.
     The history may lag behind the submit, so an empty answer is asked again, with
-    doubling waits, until ``history_wait_s`` has passed.
+    doubling waits, until ``history_wait_s`` has passed. Raises Undecided when the
+    history cannot be read, or when an identical item's submit is still in flight (its
+    job would look like ours).
     """
     give_up = rt.clock.now() + rt.cfg.history_wait_s
     delay = min(1.0, rt.cfg.history_wait_s / 4)
@@ -175,17 +190,19 @@ async def adopt(rt: Runtime, item: Item, intent_at: float) -> Submitted | None:
                 limited=rt.cfg.rate_scope == "all",
             )
         except ApiError as exc:
-            log.warning("item %s: the history cannot be read (%s)", item.id, exc)
-            return None
+            raise Undecided(f"the history cannot be read: {exc}") from exc
         claimed = await rt.store.claimed([f.request_id for f in found], but=item.id)
         free = [f for f in found if f.request_id not in claimed]
-        if len(free) == 1:
+        twins = await rt.store.twins_in_flight(item) if free else 0
+        if len(free) == 1 and not twins:
             return await _adopt(rt, item, free[0].request_id)
-        if len(free) > 1:
+        if len(free) > 1 and not twins:
             log.warning("item %s: %d jobs in the history match; adopting none", item.id,
                         len(free))
             return None
         if rt.clock.now() + delay > give_up:
+            if twins:
+                raise Undecided("an identical item's submit is still in flight")
             return None
         await rt.clock.sleep(delay)
         delay *= 2

@@ -41,12 +41,13 @@ def exit_code(rt: Runtime, counts: dict[str, int]) -> int:
         return EXIT_INTERRUPTED
     if rt.stop.reason == STOP_FATAL:
         return EXIT_FATAL_API
-    undelivered = counts.get(st.FETCHED, 0)
-    if counts.get(st.FAILED, 0) or undelivered or rt.counters.not_delivered:
+    if counts.get(st.FAILED, 0) or rt.counters.not_delivered or rt.counters.unfinished:
         return EXIT_ITEMS_FAILED
-    left = sum(counts.get(s, 0) for s in (st.PENDING, st.SUBMITTING, st.IN_DOUBT,
-                                          st.SUBMITTED))
-    if left and rt.stop.reason not in LIMIT_STOPS:
+    # Jobs started but not finished (in doubt, submitted, paid and not written): never
+    # "done", whatever stopped the run.
+    started = sum(counts.get(s, 0) for s in (st.SUBMITTING, st.IN_DOUBT, st.SUBMITTED,
+                                             st.FETCHED))
+    if started or (counts.get(st.PENDING, 0) and rt.stop.reason not in LIMIT_STOPS):
         return EXIT_ITEMS_FAILED  # not everything done, and not because the user said so
     return EXIT_OK
 

@@ -201,10 +201,28 @@ async def test_budget_holds_one_unpriced_job_at_a_time() -> None:
 
 async def test_budget_refuses_past_the_cap() -> None:
     """A reservation that would take spent plus reserved past the cap is refused."""
-    budget = Budget(1.0, spent_before=0.5)
-    budget.charge(0.2, 1)
-    assert await budget.reserve(1) is not None  # 0.5 + 0.2 + 0.2 = 0.9
-    assert await budget.reserve(1) is None  # would be 1.1
+    budget = Budget(1.0, price=0.2)
+    budget.charge(0.4, 2)
+    assert await budget.reserve(2) is not None  # 0.4 + 0.4 = 0.8
+    assert await budget.reserve(1) is not None  # 0.4 + 0.4 + 0.2 = 1.0
+    assert await budget.reserve(1) is None  # would be 1.2
+
+
+async def test_budget_known_price_needs_no_wait() -> None:
+    """With a price known from earlier runs, many jobs may be in flight at once."""
+    budget = Budget(1.0, price=0.1)
+    reservations = [await budget.reserve(1) for _ in range(5)]
+    assert all(r is not None and not r.unpriced for r in reservations)
+
+
+async def test_budget_stops_waiting_when_no_price_is_reported() -> None:
+    """A model whose results carry no cost does not keep the run to one job at a time."""
+    budget = Budget(1.0)
+    first = await budget.reserve(1)
+    assert first is not None and first.unpriced
+    budget.unpriced_job_done()
+    with anyio.fail_after(1):
+        assert await budget.reserve(1) is not None
 
 
 def test_estimate_prefers_server_times() -> None:

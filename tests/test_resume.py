@@ -256,3 +256,59 @@ async def test_missing_base64_image_is_fetched_again(
     assert server.stats()["submits_accepted"] == 1
     # From the stored image URL when the result listed one, else by fetching the result.
     assert summary["this_run"]["redownloads"] + summary["this_run"]["resumed_jobs"] == 1
+
+
+async def test_expired_with_unreadable_history_is_not_paid_twice(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """When the history cannot be read, an expired job is left for later, never resent."""
+    import socket
+
+    import batchgen
+
+    clock = ManualClock(wall_start=time.time())
+    server = await local_server(clock=clock)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
+    request_id = await post_directly(server, item_params(manifest))
+    await seed_store(tmp_path / "out", manifest, state=st.SUBMITTED, request_id=request_id,
+                     submitted_at=clock.wall())
+    clock.advance(server.config.retention_s + 1)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    summary = await batchgen.run(manifest, out=tmp_path / "out", base_url=server.base_url,
+                                 api_key=server.api_key, history_url=closed, progress=False,
+                                 rpm=6000, poll_first_s=0.05, retry_base_delay_s=0.001)
+    assert server.stats()["submits_accepted"] == 1
+    assert summary["items"]["unfinished"] == 1
+    assert summary["exit_code"] == 1
+    record = await stored(tmp_path / "out", "a-lone-tree")
+    assert record.request_id == request_id
+
+
+async def stored(out: Path, prefix: str) -> Any:
+    store = await Store.open(out / ".batchgen" / "state.db")
+    try:
+        counts = await store.read(lambda conn: conn.execute(
+            "SELECT id FROM items WHERE id LIKE ?", (prefix + "%",)).fetchall())
+        return await store.get(counts[0][0])
+    finally:
+        await store.aclose()
+
+
+async def test_twins_in_flight_are_seen(tmp_path: Path) -> None:
+    """Identical items are twins: one in flight makes the other's history match ambiguous."""
+    from batchgen.models import Item
+
+    params = {"prompt": "same", "seed": -1}
+    first = Item("same-1", "sd1.5-epicrealism", params, "m.jsonl", 1)
+    second = Item("same-2", "sd1.5-epicrealism", dict(reversed(params.items())), "m.jsonl", 2)
+    store = await Store.open(tmp_path / "state.db")
+    try:
+        await store.add([first, second], 0.0)
+        assert await store.twins_in_flight(second) == 0
+        await store.update(first.id, 1.0, state=st.SUBMITTING)
+        assert await store.twins_in_flight(second) == 1
+        assert await store.twins_in_flight(first) == 0
+    finally:
+        await store.aclose()

@@ -238,3 +238,18 @@ async def test_crash_still_writes_the_summary(local_server: StartServer, tmp_pat
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["exit_code"] == 1
     assert "disk on fire" in summary["error"]
+
+
+async def test_max_cost_is_per_run(local_server: StartServer, tmp_path: Path) -> None:
+    """Each run into the same OUT gets its own --max-cost, priced from the last run."""
+    server = await local_server(cost_per_image=0.01)
+    out = tmp_path / "out"
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b, c]\n")
+    first = await run(server, manifest, out, max_cost=0.035)
+    assert first["items"]["completed"] == 3
+    write_manifest(manifest, "items: [a, b, c, d, e, f, g]\n")
+    second = await run(server, manifest, out, max_cost=0.025, concurrency=4)
+    assert second["this_run"]["completed"] == 2
+    assert second["credits"]["spent_this_run"] <= 0.025
+    assert second["stop_reason"] == "max_cost"
+    assert second["exit_code"] == 0
