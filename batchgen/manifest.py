@@ -239,20 +239,39 @@ class ManifestReader:
         self._problem(line, label, fld, message, severity, file=entry.file if not shared else None)
 
     def _claim_id(self, ids: IdSet, item: Item, derived: bool) -> Item | None:
-        """The item under an id no other item has, or None (recorded) for a duplicate."""
-        first = ids.add(item.id, item.line)
-        if first is None:
-            return item
-        if derived:
+        """The item under an id no other item has, or None (recorded) for a duplicate.
+
+        Ids become file names: ``<id>.png``, or ``<id>-<k>.png`` for several samples. So
+        they are compared ignoring case (Fox and fox are one file on macOS), and the
+        sample names are claimed too (``shot`` with two samples writes ``shot-2.png``,
+        which an item with the id ``shot-2`` would overwrite).
+        """
+        claimed = item
+        first = ids.add(item.id.lower(), item.line)
+        if first is not None and derived:
             # Identical items repeat: later copies get an occurrence suffix, which depends
             # only on how many identical copies came before, not on the order of others.
             for occurrence in itertools.count(2):
                 candidate = f"{item.id}-{occurrence}"
-                if ids.add(candidate, item.line) is None:
-                    return replace(item, id=candidate)
-        where = f" (first used on line {first})" if first else ""
-        self._problem(item.line, item.id, "id", f"duplicate id{where}", file=item.file)
-        return None
+                if ids.add(candidate.lower(), item.line) is None:
+                    claimed, first = replace(item, id=candidate), None
+                    break
+        if first is not None:
+            where = f" (first used on line {first})" if first else ""
+            self._problem(item.line, item.id, "id",
+                          f"duplicate id or image name, ignoring case{where}", file=item.file)
+            return None
+        if claimed.samples > 1:
+            for k in range(1, claimed.samples + 1):
+                stem = f"{claimed.id}-{k}"
+                taken = ids.add(stem.lower(), item.line)
+                if taken is not None:
+                    where = f" on line {taken}" if taken else ""
+                    self._problem(item.line, claimed.id, "id",
+                                  f"its image {stem}.png would have the name of the item "
+                                  f"with id {stem!r}{where}", file=item.file)
+                    return None
+        return claimed
 
 
 def _is_json(value: Any) -> bool:

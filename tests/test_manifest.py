@@ -263,6 +263,28 @@ def test_duplicate_explicit_ids(tmp_path: Path) -> None:
     assert len(items) == 2
 
 
+def test_ids_differing_only_in_case_are_duplicates(tmp_path: Path) -> None:
+    """Fox and fox would be one image file on a case-insensitive disk: an error."""
+    text = jsonl({"prompt": "a", "id": "Fox"}, {"prompt": "b", "id": "fox"})
+    items, reader = read(write(tmp_path, "m.jsonl", text))
+    problem = only_error(reader)
+    assert (problem.line, problem.item, problem.field) == (2, "fox", "id")
+    assert [item.id for item in items] == ["Fox"]
+
+
+@pytest.mark.parametrize("order", ["samples first", "single first"])
+def test_sample_image_names_cannot_collide_with_ids(tmp_path: Path, order: str) -> None:
+    """`shot` with two samples writes shot-2.png, so an item `shot-2` is an error."""
+    pair = {"prompt": "a", "id": "shot", "samples": 2}
+    single = {"prompt": "b", "id": "shot-2"}
+    rows = (pair, single) if order == "samples first" else (single, pair)
+    items, reader = read(write(tmp_path, "m.jsonl", jsonl(*rows)))
+    problem = only_error(reader)
+    assert problem.line == 2
+    assert "shot-2" in problem.message or problem.item == "shot-2"
+    assert len(items) == 1
+
+
 def test_duplicate_ids_between_items_and_items_file(tmp_path: Path) -> None:
     """An id used both inline and in the items_file is a duplicate."""
     write(tmp_path, "rows.jsonl", jsonl({"prompt": "b", "id": "x"}))
