@@ -96,15 +96,17 @@ async def test_sigkill_loop_loses_nothing(local_server: StartServer, tmp_path: P
     """Killed with SIGKILL at random moments, then resumed: every item once, paid once."""
     server = await local_server(latency_s=0.2, workers=8, error_500_rate=0.03,
                                 drop_after_rate=0.03, truncate_rate=0.03, rng_seed=11)
-    count = 40
+    # Enough items that six kills, each a few accepted submits in (plus what a child gets
+    # through before the kill lands on a slow machine), cannot use them all up.
+    count = 80
     manifest = jsonl_manifest(tmp_path / "m.jsonl", count)
     out = tmp_path / "out"
     chance = random.Random(5)
     kills = 0
     for _ in range(6):
-        child = start_child(server, manifest, out, "--concurrency", "6",
+        child = start_child(server, manifest, out, "--concurrency", "3",
                             "--drain-timeout", "5")
-        target = accepted(server) + chance.randint(1, 6)
+        target = accepted(server) + chance.randint(1, 4)
         if await watch(child, lambda goal=target: accepted(server) >= goal):
             child.kill()
             kills += 1
