@@ -10,6 +10,7 @@ running. Store writes are shielded, so cancellation leaves the checkpoint consis
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ import random
 import signal
 import sqlite3
 import threading
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,18 @@ def validate(cfg: RunConfig) -> ManifestReader:
     for problem in reader.problems:
         log.warning("%s", problem)
     return reader
+
+
+def remove_leftovers(out: Path) -> int:
+    """Delete the temporary files a killed run left in OUT and OUT/images. Blocking."""
+    removed = 0
+    for folder in (out, out / "images"):
+        for leftover in folder.glob(".tmp-*"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d temporary files left by an earlier run", removed)
+    return removed
 
 
 def file_hash(path: Path) -> str:
@@ -107,6 +121,9 @@ async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
         reader = await anyio.to_thread.run_sync(validate, cfg)
     cfg.images_dir.mkdir(parents=True, exist_ok=True)
     with lock.hold(cfg.state_dir, cfg.out):
+        # Holding the lock, nobody else writes here: half-written files of a killed run
+        # can go.
+        await anyio.to_thread.run_sync(remove_leftovers, cfg.out)
         store = await Store.open(cfg.state_dir / "state.db")
         try:
             return await _run_locked(cfg, clock, reader, store, digest, handle_signals)
@@ -156,9 +173,25 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, stor
         raise failure from None
     finally:
         if rt is not None:
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), signals_held(handle_signals):
                 summary = await _finish(rt, store, reader, run_id, started, failure)
     return summary
+
+
+@contextlib.contextmanager
+def signals_held(hold: bool) -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while the end-of-run files are written (seconds, even for a
+    million items), so a stop cannot leave them half done; the stages have drained."""
+    if not hold or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                    signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def first_cause(exc: BaseException) -> BaseException:

@@ -312,3 +312,18 @@ async def test_twins_in_flight_are_seen(tmp_path: Path) -> None:
         assert await store.twins_in_flight(first) == 0
     finally:
         await store.aclose()
+
+
+async def test_leftover_temporary_files_are_removed(local_server: StartServer,
+                                                    tmp_path: Path) -> None:
+    """Temporary files a killed run left in OUT are cleared by the next run."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    stale = [out / "images" / ".tmp-a-0-deadbeef", out / ".tmp-results.jsonl-cafe"]
+    for path in stale:
+        path.write_bytes(b"half")
+    await run(server, manifest, out)
+    assert not any(path.exists() for path in stale)
+    assert list((out / "images").glob(".tmp-*")) == []
