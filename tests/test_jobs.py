@@ -237,6 +237,30 @@ def test_estimate_prefers_server_times() -> None:
     assert estimate.inference_s() == 10.0
 
 
+ITEM = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
+
+
+async def submit_on(clock: ManualClock, rt: Runtime, step_s: float) -> tuple[Any, Any]:
+    """Submit ITEM through a real store on the manual clock; its outcome and stored row."""
+    rt.store = await Store.open(rt.cfg.out.parent / "state.db")
+    finished = anyio.Event()
+    outcome: list[Any] = []
+
+    async def go() -> None:
+        await rt.store.add([ITEM], 0.0)
+        outcome.append(await submit(rt, ITEM))
+        finished.set()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drive, clock, step_s, finished)
+            tg.start_soon(go)
+        record = await rt.store.get(ITEM.id)
+    finally:
+        await rt.store.aclose()
+    return outcome[0], record
+
+
 class RateLimitedOnce:
     """A submit endpoint that answers 429 (reset in 5 s) once, then accepts."""
 
@@ -258,23 +282,8 @@ async def test_429_pauses_and_retries_after_the_reset(tmp_path: Path) -> None:
     clock = ManualClock()
     api = RateLimitedOnce(clock)
     rt = runtime(clock, api, tmp_path, expected_s=1.0)
-    item = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
-    rt.store = await Store.open(tmp_path / "state.db")
-    finished = anyio.Event()
-    outcome: list[Any] = []
-
-    async def go() -> None:
-        await rt.store.add([item], 0.0)
-        outcome.append(await submit(rt, item))
-        finished.set()
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(drive, clock, 0.5, finished)
-            tg.start_soon(go)
-    finally:
-        await rt.store.aclose()
-    assert outcome[0] is not None
+    outcome, _ = await submit_on(clock, rt, 0.5)
+    assert outcome is not None
     assert rt.counters.rate_limited == 1
     assert len(api.posted_at) == 2
     assert api.posted_at[1] - api.posted_at[0] >= 5.0
@@ -299,14 +308,8 @@ async def test_400_fails_the_item_with_the_message(tmp_path: Path) -> None:
     clock = ManualClock()
     api = Refusing()
     rt = runtime(clock, api, tmp_path, expected_s=1.0)
-    item = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
-    rt.store = await Store.open(tmp_path / "state.db")
-    try:
-        await rt.store.add([item], 0.0)
-        assert await submit(rt, item) is None
-        record = await rt.store.get("a")
-    finally:
-        await rt.store.aclose()
+    outcome, record = await submit_on(clock, rt, 1.0)
+    assert outcome is None
     assert api.posts == 1
     assert record is not None and record.state == "failed"
     assert record.error_class == "rejected"
@@ -369,24 +372,8 @@ async def test_unreadable_submit_answer_is_in_doubt(tmp_path: Path) -> None:
     clock = ManualClock()
     api = UnreadableThenFine()
     rt = runtime(clock, api, tmp_path, expected_s=1.0)
-    item = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
-    rt.store = await Store.open(tmp_path / "state.db")
-    finished = anyio.Event()
-    outcome: list[Any] = []
-
-    async def go() -> None:
-        await rt.store.add([item], 0.0)
-        outcome.append(await submit(rt, item))
-        finished.set()
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(drive, clock, 1.0, finished)
-            tg.start_soon(go)
-        record = await rt.store.get("a")
-    finally:
-        await rt.store.aclose()
-    assert outcome[0] is not None and outcome[0][0].request_id == "r2"
+    outcome, record = await submit_on(clock, rt, 1.0)
+    assert outcome is not None and outcome[0].request_id == "r2"
     assert api.history_pages >= 1
     assert rt.counters.in_doubt == 1
     assert rt.counters.possible_duplicates == 1

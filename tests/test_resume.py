@@ -43,6 +43,17 @@ async def seed_store(out: Path, manifest: Path, **fields: Any) -> str:
     return item.id
 
 
+async def run_then_lose_image(server: LocalServer, manifest: Path,
+                              out: Path) -> tuple[Path, bytes]:
+    """Run a one-item manifest, then delete its image; the path and the bytes it had."""
+    await run(server, manifest, out)
+    [line] = results(out)
+    image = out / line["files"][0]["path"]
+    before = image.read_bytes()
+    image.unlink()
+    return image, before
+
+
 def item_params(manifest: Path) -> dict[str, Any]:
     [item] = list(ManifestReader(manifest).items())
     return item.params
@@ -180,10 +191,7 @@ async def test_missing_image_is_downloaded_again(
     """A completed item whose file was deleted is downloaded again, not resubmitted."""
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
-    await run(server, manifest, tmp_path / "out")
-    [line] = results(tmp_path / "out")
-    image = tmp_path / "out" / line["files"][0]["path"]
-    image.unlink()
+    image, _ = await run_then_lose_image(server, manifest, tmp_path / "out")
     summary = await run(server, manifest, tmp_path / "out")
     assert image.exists()
     assert server.stats()["submits_accepted"] == 1
@@ -246,11 +254,7 @@ async def test_missing_base64_image_is_fetched_again(
     """A lost image of a base64 result is written again with no new submit."""
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [{prompt: inline, base64: true}]\n")
-    await run(server, manifest, tmp_path / "out")
-    [line] = results(tmp_path / "out")
-    image = tmp_path / "out" / line["files"][0]["path"]
-    before = image.read_bytes()
-    image.unlink()
+    image, before = await run_then_lose_image(server, manifest, tmp_path / "out")
     summary = await run(server, manifest, tmp_path / "out")
     assert image.read_bytes() == before
     assert server.stats()["submits_accepted"] == 1
