@@ -2,20 +2,20 @@
 
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
-from .config import RunConfig
-from .errors import BatchgenError, ManifestError, Problem
-from .manifest import ManifestReader
-from .models import Item
+from batchgen._version import __version__
+from batchgen.config import RunConfig
+from batchgen.errors import BatchgenError, ManifestError, Problem
+from batchgen.manifest.item import Item
+from batchgen.manifest.reader import ManifestReader
 
 if TYPE_CHECKING:
-    from .api import run
+    from batchgen.engine.run import run
 
 
 def __getattr__(name: str) -> Any:
     # ``run`` loads the engine (aiohttp, anyio streams); ``batchgen validate`` needs none.
     if name == "run":
-        from .api import run
+        from batchgen.engine.run import run
 
         return run
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

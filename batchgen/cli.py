@@ -21,11 +21,12 @@ from typing import Any
 
 import anyio
 
-from . import config, errors, status
-from ._version import __version__
-from .config import RunConfig
-from .manifest import ManifestReader
-from .summary import describe
+from batchgen import config, errors
+from batchgen._version import __version__
+from batchgen.config import RunConfig
+from batchgen.manifest.reader import ManifestReader
+from batchgen.report import status
+from batchgen.report.summary import describe
 
 log = logging.getLogger("batchgen")
 
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("out", help="the output directory of a run")
     gallery.set_defaults(handler=_cmd_gallery)
 
-    from .server import command as serve_command
+    from batchgen.server import command as serve_command
 
     serve = sub.add_parser("serve", help="run a local Segmind-compatible v2 server")
     serve_command.add_arguments(serve)
@@ -222,7 +223,7 @@ def _deadline(ns: argparse.Namespace, now: float) -> float | None:
 
 
 def _cmd_run(ns: argparse.Namespace) -> int:
-    from . import api  # the engine and aiohttp: only for commands that run it
+    from batchgen.engine import run as api  # the engine and aiohttp: only for commands that run it
 
     cfg = _run_config(ns, os.environ)
     summary = anyio.run(partial(api.run, cfg.manifest, out=cfg.out, local=ns.local,
@@ -249,7 +250,7 @@ def _cmd_status(ns: argparse.Namespace) -> int:
 
 
 def _cmd_gallery(ns: argparse.Namespace) -> int:
-    from .gallery import write_gallery
+    from batchgen.report.gallery import write_gallery
 
     out = Path(ns.out)
     db = out / ".batchgen" / "state.db"
@@ -308,7 +309,7 @@ def _setup_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Progress lines are what a cron log is for: shown without -v.
-    logging.getLogger("batchgen.progress").setLevel(min(level, logging.INFO))
+    logging.getLogger("batchgen.report.progress").setLevel(min(level, logging.INFO))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

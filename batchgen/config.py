@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .errors import UsageError
+from batchgen.errors import UsageError
 
 DEFAULT_BASE_URL = "https://api.segmind.com"
 DEFAULT_HISTORY_URL = "https://api.spotprod.segmind.com"

@@ -12,7 +12,8 @@ from aiohttp.client_reqrep import ConnectionKey
 from aioresponses import aioresponses
 from yarl import URL
 
-from batchgen.client import ApiClient, JobStatus, Submitted, excerpt, translate_transport
+from batchgen.api.client import ApiClient, JobStatus, Submitted, excerpt, translate_transport
+from batchgen.api.history import history_rows
 from batchgen.clock import ManualClock
 from batchgen.errors import (
     ApiError,
@@ -26,7 +27,6 @@ from batchgen.errors import (
     ServerError,
     TransportError,
 )
-from batchgen.history import history_rows
 
 BASE = "https://api.example.test"
 HIST = "https://history.example.test"

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from batchgen.download import SPILL_BYTES, decode_base64_image, download
+from batchgen.api.download import SPILL_BYTES, decode_base64_image, download
 from batchgen.errors import DownloadError, ForeignOriginError, TransportError
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8

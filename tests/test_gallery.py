@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from batchgen import gallery as gallery_module
-from batchgen.gallery import write_gallery
-from batchgen.store import connect
+from batchgen.report import gallery as gallery_module
+from batchgen.report.gallery import write_gallery
+from batchgen.store.db import connect
 
 MODEL = "sd1.5-epicrealism"
 BASE = {"negative_prompt": "blurry", "num_inference_steps": 25, "guidance_scale": 7.5,

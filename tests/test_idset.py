@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchgen.idset import IdSet
+from batchgen.manifest.idset import IdSet
 
 
 def test_new_id_is_accepted() -> None:

@@ -11,19 +11,19 @@ from typing import Any
 import anyio
 import pytest
 
-from batchgen.budget import Budget
-from batchgen.client import JobStatus, Submitted
+from batchgen.api.client import JobStatus, Submitted
+from batchgen.api.ratelimit import RateLimiter
+from batchgen.api.retry import RetryPolicy
 from batchgen.clock import ManualClock
 from batchgen.config import RunConfig
+from batchgen.engine.budget import Budget
+from batchgen.engine.jobs import POLL_GROWTH, POLL_STEP_SHARE, outputs_of, poll_until_done
+from batchgen.engine.runstate import DurationEstimate
+from batchgen.engine.runtime import Output, Runtime
+from batchgen.engine.submit import submit
 from batchgen.errors import BadResponseError, RateLimitedError, RejectedError
-from batchgen.jobs import POLL_GROWTH, POLL_STEP_SHARE, outputs_of, poll_until_done
-from batchgen.models import Item
-from batchgen.ratelimit import RateLimiter
-from batchgen.retry import RetryPolicy
-from batchgen.runstate import DurationEstimate
-from batchgen.runtime import Output, Runtime
-from batchgen.store import Store
-from batchgen.submit import submit
+from batchgen.manifest.item import Item
+from batchgen.store.db import Store
 
 
 class FakeApi:
@@ -331,7 +331,7 @@ async def test_rate_scope_all_paces_polls(tmp_path: Path) -> None:
 
 def test_progress_figures(tmp_path: Path) -> None:
     """Progress counts done, failed, in flight and queued items, and an ETA from the pace."""
-    from batchgen.progress import Progress
+    from batchgen.report.progress import Progress
 
     clock = ManualClock()
     rt = runtime(clock, None, tmp_path, expected_s=1.0)

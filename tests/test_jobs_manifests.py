@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from batchgen.cli import main
-from batchgen.manifest import ManifestReader
+from batchgen.manifest.reader import ManifestReader
 
 JOBS = Path(__file__).resolve().parent.parent / "jobs"
 MANIFESTS = sorted(JOBS.glob("*.yaml"))

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from batchgen.errors import Problem
-from batchgen.ids import canonical_json, derived_id
-from batchgen.manifest import ManifestReader
-from batchgen.models import Item
-from batchgen.schema import DEFAULT_MODEL
+from batchgen.manifest.ids import canonical_json, derived_id
+from batchgen.manifest.item import Item
+from batchgen.manifest.reader import ManifestReader
+from batchgen.manifest.schema import DEFAULT_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
 

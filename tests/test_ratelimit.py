@@ -11,8 +11,8 @@ from collections import deque
 import anyio
 import pytest
 
+from batchgen.api.ratelimit import BETA, MAX_CUT, SAFETY, RateLimiter
 from batchgen.clock import ManualClock
-from batchgen.ratelimit import BETA, MAX_CUT, SAFETY, RateLimiter
 
 WINDOW = 60.0
 

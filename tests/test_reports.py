@@ -11,8 +11,8 @@ from typing import Any
 from conftest import StartServer
 
 import batchgen
-from batchgen.manifest import ManifestReader
-from batchgen.reports import (
+from batchgen.manifest.reader import ManifestReader
+from batchgen.report.morning import (
     morning_report,
     report_text,
     run_notify,
@@ -20,7 +20,7 @@ from batchgen.reports import (
     write_failed,
 )
 from batchgen.server import FAIL_MARKER
-from batchgen.store import connect
+from batchgen.store.db import connect
 
 MODEL = "sd1.5-epicrealism"
 PARAMS = {"prompt": "a red fox", "negative_prompt": "blurry", "scheduler": "DPM Multi",

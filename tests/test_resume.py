@@ -13,12 +13,12 @@ from conftest import StartServer
 from test_run import results, run, write_manifest
 
 from batchgen import cli
-from batchgen import store as st
 from batchgen.clock import ManualClock
 from batchgen.errors import ManifestError
-from batchgen.manifest import ManifestReader
+from batchgen.manifest.reader import ManifestReader
 from batchgen.server import FAIL_MARKER, LocalServer
-from batchgen.store import Store
+from batchgen.store import db as st
+from batchgen.store.db import Store
 
 
 async def post_directly(server: LocalServer, params: dict[str, Any]) -> str:
@@ -231,7 +231,7 @@ async def test_unchanged_jsonl_is_not_validated_twice(
     local_server: StartServer, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Resuming an unchanged JSONL skips the separate validation pass; a changed one does not."""
-    from batchgen import pipeline
+    from batchgen.engine import pipeline
 
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.jsonl", '{"prompt": "one"}\n{"prompt": "two"}\n')
@@ -302,7 +302,7 @@ async def stored(out: Path, prefix: str) -> Any:
 
 async def test_twins_in_flight_are_seen(tmp_path: Path) -> None:
     """Identical items are twins: one in flight makes the other's history match ambiguous."""
-    from batchgen.models import Item
+    from batchgen.manifest.item import Item
 
     params = {"prompt": "same", "seed": -1}
     first = Item("same-1", "sd1.5-epicrealism", params, "m.jsonl", 1)

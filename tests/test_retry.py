@@ -8,6 +8,15 @@ import random
 import anyio
 import pytest
 
+from batchgen.api.retry import (
+    Operation,
+    RetryPolicy,
+    backoff_s,
+    parse_time,
+    retrying,
+    server_wait_s,
+    should_retry,
+)
 from batchgen.clock import ManualClock
 from batchgen.errors import (
     ApiError,
@@ -20,15 +29,6 @@ from batchgen.errors import (
     RequestExpiredError,
     ServerError,
     TransportError,
-)
-from batchgen.retry import (
-    Operation,
-    RetryPolicy,
-    backoff_s,
-    parse_time,
-    retrying,
-    server_wait_s,
-    should_retry,
 )
 
 POLICY = RetryPolicy(
@@ -197,7 +197,7 @@ async def test_retrying_sleeps_through_the_clock_and_logs(
             on_retry=lambda exc, attempt, delay: events.append((attempt, delay)),
         ))
 
-    with caplog.at_level(logging.INFO, logger="batchgen.retry"):
+    with caplog.at_level(logging.INFO, logger="batchgen.api.retry"):
         async with anyio.create_task_group() as tg:
             tg.start_soon(run)
             await anyio.wait_all_tasks_blocked()

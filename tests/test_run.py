@@ -13,8 +13,8 @@ from conftest import StartServer
 
 import batchgen
 from batchgen.errors import ManifestError, OutputLockedError
-from batchgen.lock import hold
 from batchgen.server import FAIL_MARKER, LocalServer
+from batchgen.store.lock import hold
 
 FAST = {"poll_first_s": 0.05, "poll_min_s": 0.02, "progress": False, "rpm": 6000,
         "history_wait_s": 0.2}
@@ -223,14 +223,14 @@ async def test_api_key_never_written(local_server: StartServer, tmp_path: Path,
 async def test_crash_still_writes_the_summary(local_server: StartServer, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected error ends the run, but summary.json says so instead of going stale."""
-    from batchgen import stages
+    from batchgen.engine import stages
 
     async def broken_sink(rt: Any, receive: Any, results: Any) -> None:
         receive.close()
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(stages, "sink_stage", broken_sink)
-    monkeypatch.setattr("batchgen.pipeline.sink_stage", broken_sink)
+    monkeypatch.setattr("batchgen.engine.pipeline.sink_stage", broken_sink)
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b]\n")
     with pytest.raises(RuntimeError, match="disk on fire"):

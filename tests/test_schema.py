@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from batchgen.schema import DEFAULT_MODEL, Finding, did_you_mean, schema_for
+from batchgen.manifest.schema import DEFAULT_MODEL, Finding, did_you_mean, schema_for
 
 EPIC = schema_for(DEFAULT_MODEL)
 

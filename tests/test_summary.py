@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchgen.runstate import Reservoir
-from batchgen.summary import percentile
+from batchgen.engine.runstate import Reservoir
+from batchgen.report.summary import percentile
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from conftest import StartServer
 from test_run import run, write_manifest
 
 from batchgen import cli
-from batchgen.lock import hold
 from batchgen.server import FAIL_MARKER
+from batchgen.store.lock import hold
 
 ROOT = Path(__file__).resolve().parent.parent
 

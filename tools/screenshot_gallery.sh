@@ -10,7 +10,7 @@ size=${3:-1280,900}
 python=${PYTHON:-.venv/bin/python}
 browser=${CHROMIUM:-chromium}
 
-"$python" -c 'import sys; from pathlib import Path; from batchgen.gallery import write_gallery
+"$python" -c 'import sys; from pathlib import Path; from batchgen.report.gallery import write_gallery
 out = Path(sys.argv[1]); print(write_gallery(out / ".batchgen" / "state.db", out))' "$out"
 
 profile=$(mktemp -d)

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Literal
 
-from ..schema import DEFAULT_MODEL
+from ..manifest.schema import DEFAULT_MODEL
 
 DEMO_API_KEY = "SG_local_demo_key"
 # A prompt containing this marker always ends FAILED as a safety block, so a test can aim

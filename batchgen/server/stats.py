@@ -13,8 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ids import canonical_json
-from ..summary import percentile
+from ..manifest.ids import canonical_json
+from ..report.summary import percentile
 
 
 def body_key(slug: str, body: Any) -> str:

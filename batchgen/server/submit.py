@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..schema import schema_for
+from ..manifest.schema import schema_for
 from .config import SAFETY_ERROR, WORKER_ERROR
 from .jobs import Job
 from .ratelimit import reset_header

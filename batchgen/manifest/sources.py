@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from .ids import kind_of
-from .schema import DEFAULT_MODEL, did_you_mean
+from batchgen.manifest.ids import kind_of
+from batchgen.manifest.schema import DEFAULT_MODEL, did_you_mean
 
 MODEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 TOP_LEVEL_KEYS = ("model", "defaults", "matrix", "items", "items_file")

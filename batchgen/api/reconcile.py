@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .client import ApiClient
-from .ids import canonical_json
-from .models import number
+from batchgen.api.client import ApiClient
+from batchgen.api.results import number
+from batchgen.manifest.ids import canonical_json
 
-log = logging.getLogger("batchgen.reconcile")
+log = logging.getLogger(__name__)
 
 PER_PAGE = 100
 # Pages read at most per look-up: 5,000 rows, newest first, is hours of a busy account.

@@ -16,15 +16,15 @@ import aiohttp
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from . import store as st
-from .download import Downloaded, decode_base64_image, download
-from .errors import ApiError
-from .jobs import run_job
-from .manifest import ManifestReader
-from .models import Item, number
-from .runstate import STOP_MAX_ITEMS
-from .runtime import Harvest, Output, Runtime, call_api
-from .sink import (
+from batchgen.api.download import Downloaded, decode_base64_image, download
+from batchgen.api.results import number
+from batchgen.engine.jobs import run_job
+from batchgen.engine.runstate import STOP_MAX_ITEMS
+from batchgen.engine.runtime import Harvest, Output, Runtime, call_api
+from batchgen.errors import ApiError
+from batchgen.manifest.item import Item
+from batchgen.manifest.reader import ManifestReader
+from batchgen.output.files import (
     ResultsLog,
     extension_for,
     file_ok,
@@ -33,9 +33,10 @@ from .sink import (
     place_image,
     temp_path,
 )
-from .store import ItemRecord
+from batchgen.store import db as st
+from batchgen.store.db import ItemRecord
 
-log = logging.getLogger("batchgen.stages")
+log = logging.getLogger(__name__)
 
 READ_CHUNK = 1024
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from .store import COMPLETED, ItemRecord, iter_finished
+from batchgen.store.db import COMPLETED, ItemRecord, iter_finished
 
 _EXTENSIONS = {
     "image/png": "png",

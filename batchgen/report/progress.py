@@ -10,9 +10,9 @@ import anyio
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from batchgen.engine.runtime import Runtime
 
-log = logging.getLogger("batchgen.progress")
+log = logging.getLogger(__name__)
 
 BAR_REFRESH_S = 0.5
 

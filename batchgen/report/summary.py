@@ -6,13 +6,13 @@ import statistics
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from . import store as st
-from .reports import morning_report, report_text
-from .runstate import LIMIT_STOPS, STOP_FATAL, STOP_INTERRUPTED, STOP_TERMINATED
+from batchgen.engine.runstate import LIMIT_STOPS, STOP_FATAL, STOP_INTERRUPTED, STOP_TERMINATED
+from batchgen.report.morning import morning_report, report_text
+from batchgen.store import db as st
 
 if TYPE_CHECKING:
-    from .config import RunConfig
-    from .runtime import Runtime
+    from batchgen.config import RunConfig
+    from batchgen.engine.runtime import Runtime
 
 EXIT_OK, EXIT_ITEMS_FAILED, EXIT_FATAL_API = 0, 1, 3
 # A run that ended on an unexpected error: its summary says so, with the error.

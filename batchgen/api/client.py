@@ -19,6 +19,8 @@ from typing import Any, Literal
 import aiohttp
 from yarl import URL
 
+from batchgen.api.history import history_rows
+from batchgen.api.retry import server_wait_s
 from batchgen.clock import Clock, SystemClock
 from batchgen.errors import (
     ApiError,
@@ -32,10 +34,8 @@ from batchgen.errors import (
     ServerError,
     TransportError,
 )
-from batchgen.history import history_rows
-from batchgen.retry import server_wait_s
 
-log = logging.getLogger("batchgen.client")
+log = logging.getLogger(__name__)
 
 DEFAULT_HISTORY_URL = "https://api.spotprod.segmind.com"
 _FATAL = frozenset({401, 403, 405, 406, 410})

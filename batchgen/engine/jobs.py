@@ -2,7 +2,7 @@
 
 Each step keeps the store ahead of the network: the intent is durable before the POST
 and the request id before the first poll, so a crash anywhere can be resumed without
-paying twice (see store.py). Retries are decided by ``retry.should_retry``; the error
+paying twice (see store/db.py). Retries are decided by ``retry.should_retry``; the error
 policy per status is API-FACTS' table.
 """
 
@@ -12,11 +12,22 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import reconcile
-from . import store as st
-from .budget import Reservation
-from .client import Submitted
-from .errors import (
+from batchgen.api import reconcile
+from batchgen.api.client import Submitted
+from batchgen.api.results import number
+from batchgen.engine.budget import Reservation
+from batchgen.engine.runstate import STOP_FATAL
+from batchgen.engine.runtime import (
+    Harvest,
+    Output,
+    Runtime,
+    Undecided,
+    call_api,
+    fail,
+    submitted_for,
+)
+from batchgen.engine.submit import adopt, leave_in_doubt, resend_allowed, submit
+from batchgen.errors import (
     ApiError,
     BadResponseError,
     FatalApiError,
@@ -24,13 +35,11 @@ from .errors import (
     RejectedError,
     RequestExpiredError,
 )
-from .models import Item, number
-from .runstate import STOP_FATAL
-from .runtime import Harvest, Output, Runtime, Undecided, call_api, fail, submitted_for
-from .store import ItemRecord
-from .submit import adopt, leave_in_doubt, resend_allowed, submit
+from batchgen.manifest.item import Item
+from batchgen.store import db as st
+from batchgen.store.db import ItemRecord
 
-log = logging.getLogger("batchgen.jobs")
+log = logging.getLogger(__name__)
 
 # The first poll lands when this share of recent jobs had finished: past the median,
 # because a poll that finds the job still running costs a request (and, if polls count

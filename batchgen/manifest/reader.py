@@ -23,18 +23,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem
-from .ids import (
+from batchgen.errors import Problem
+from batchgen.manifest.ids import (
     STRICT_JSON,
     expansion_id,
     id_from_body,
     id_problem,
     kind_of,
 )
-from .idset import IdSet
-from .models import Item
-from .schema import schema_for
-from .sources import MODEL_PATTERN, Entry, Header, jsonl_entries, yaml_entries
+from batchgen.manifest.idset import IdSet
+from batchgen.manifest.item import Item
+from batchgen.manifest.schema import schema_for
+from batchgen.manifest.sources import MODEL_PATTERN, Entry, Header, jsonl_entries, yaml_entries
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _MISSING: Any = object()

@@ -27,26 +27,33 @@ from typing import Any
 import aiohttp
 import anyio
 
-from . import lock
-from .budget import Budget
-from .client import ApiClient
-from .clock import Clock, SystemClock
-from .config import RunConfig
-from .errors import ManifestError, StoreError, UsageError
-from .gallery import write_gallery
-from .manifest import JSONL_SUFFIXES, ManifestReader
-from .progress import Progress
-from .ratelimit import RateLimiter
-from .reports import morning_report, run_notify, top_errors, write_failed
-from .retry import RetryPolicy
-from .runstate import STOP_INTERRUPTED, STOP_TERMINATED, DurationEstimate
-from .runtime import Harvest, Runtime
-from .sink import ResultsLog, export_results, write_summary
-from .stages import Delivered, Work, download_stage, read_stage, sink_stage, submit_stage
-from .store import Store, connect
-from .summary import EXIT_CRASHED, build_summary, exit_code
+from batchgen.api.client import ApiClient
+from batchgen.api.ratelimit import RateLimiter
+from batchgen.api.retry import RetryPolicy
+from batchgen.clock import Clock, SystemClock
+from batchgen.config import RunConfig
+from batchgen.engine.budget import Budget
+from batchgen.engine.runstate import STOP_INTERRUPTED, STOP_TERMINATED, DurationEstimate
+from batchgen.engine.runtime import Harvest, Runtime
+from batchgen.engine.stages import (
+    Delivered,
+    Work,
+    download_stage,
+    read_stage,
+    sink_stage,
+    submit_stage,
+)
+from batchgen.errors import ManifestError, StoreError, UsageError
+from batchgen.manifest.reader import JSONL_SUFFIXES, ManifestReader
+from batchgen.output.files import ResultsLog, export_results, write_summary
+from batchgen.report.gallery import write_gallery
+from batchgen.report.morning import morning_report, run_notify, top_errors, write_failed
+from batchgen.report.progress import Progress
+from batchgen.report.summary import EXIT_CRASHED, build_summary, exit_code
+from batchgen.store import lock
+from batchgen.store.db import Store, connect
 
-log = logging.getLogger("batchgen.pipeline")
+log = logging.getLogger(__name__)
 
 STREAM_BUFFER = 16
 

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import lock
-from . import store as st
-from .errors import UsageError
-from .reports import report_text
-from .summary import iso
+from batchgen.errors import UsageError
+from batchgen.report.morning import report_text
+from batchgen.report.summary import iso
+from batchgen.store import db as st
+from batchgen.store import lock
 
 
 def read_status(out: Path) -> dict[str, Any]:

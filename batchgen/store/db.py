@@ -28,9 +28,9 @@ from typing import Any
 
 import anyio
 
-from .errors import StoreError
-from .ids import canonical_json
-from .models import Item
+from batchgen.errors import StoreError
+from batchgen.manifest.ids import canonical_json
+from batchgen.manifest.item import Item
 
 # Item states. "submitting" is an intent whose POST outcome is not yet known.
 PENDING = "pending"

@@ -29,7 +29,7 @@ from batchgen.errors import (
     TransportError,
 )
 
-log = logging.getLogger("batchgen.retry")
+log = logging.getLogger(__name__)
 
 Operation = Literal["submit", "get", "download"]
 T = TypeVar("T")

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .sink import write_atomic
-from .store import FAILED, FETCHED, connect
+from batchgen.output.files import write_atomic
+from batchgen.store.db import FAILED, FETCHED, connect
 
 log = logging.getLogger(__name__)
 

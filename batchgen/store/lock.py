@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputLockedError, StoreError
+from batchgen.errors import OutputLockedError, StoreError
 
 
 @contextlib.contextmanager

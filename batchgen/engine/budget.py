@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import anyio
 
-log = logging.getLogger("batchgen.budget")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,9 @@
-"""The records that flow between stages."""
+"""An item: one request to make, as the manifest describes it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-
-def number(value: Any) -> float | None:
-    """``value`` as a float when the server sent a JSON number (not a boolean), else None."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,19 +10,19 @@ from typing import Any, Literal, TypeVar
 
 import anyio
 
-from . import store as st
-from .budget import Budget
-from .client import ApiClient, Submitted
-from .clock import Clock
-from .config import RunConfig
-from .errors import RateLimitedError
-from .models import Item
-from .ratelimit import RateLimiter
-from .retry import RetryPolicy, retrying
-from .runstate import Counters, DurationEstimate, StopSwitch
-from .store import Store
+from batchgen.api.client import ApiClient, Submitted
+from batchgen.api.ratelimit import RateLimiter
+from batchgen.api.retry import RetryPolicy, retrying
+from batchgen.clock import Clock
+from batchgen.config import RunConfig
+from batchgen.engine.budget import Budget
+from batchgen.engine.runstate import Counters, DurationEstimate, StopSwitch
+from batchgen.errors import RateLimitedError
+from batchgen.manifest.item import Item
+from batchgen.store import db as st
+from batchgen.store.db import Store
 
-log = logging.getLogger("batchgen.jobs")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Spread waits by +-JITTER so jobs submitted together do not poll together.

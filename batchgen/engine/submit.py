@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from . import reconcile
-from . import store as st
-from .budget import Reservation
-from .client import Submitted
-from .errors import (
+from batchgen.api import reconcile
+from batchgen.api.client import Submitted
+from batchgen.engine.budget import Reservation
+from batchgen.engine.runstate import STOP_BUDGET, STOP_DEADLINE, STOP_FATAL, STOP_UNREACHABLE
+from batchgen.engine.runtime import Runtime, Undecided, call_api, fail, submitted_for
+from batchgen.errors import (
     ApiError,
     BadResponseError,
     FatalApiError,
@@ -23,11 +24,10 @@ from .errors import (
     RejectedError,
     TransportError,
 )
-from .models import Item
-from .runstate import STOP_BUDGET, STOP_DEADLINE, STOP_FATAL, STOP_UNREACHABLE
-from .runtime import Runtime, Undecided, call_api, fail, submitted_for
+from batchgen.manifest.item import Item
+from batchgen.store import db as st
 
-log = logging.getLogger("batchgen.jobs")
+log = logging.getLogger(__name__)
 
 # How many times one item may go in doubt before the policy stops resending it.
 MAX_IN_DOUBT = 3

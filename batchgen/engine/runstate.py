@@ -10,8 +10,8 @@ from typing import Any
 
 import anyio
 
-from .errors import BatchgenError
-from .models import number
+from batchgen.api.results import number
+from batchgen.errors import BatchgenError
 
 # Why submitting stopped; the summary reports it.
 STOP_INTERRUPTED = "interrupted"

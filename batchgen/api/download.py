@@ -18,7 +18,7 @@ from typing import BinaryIO
 import aiohttp
 import anyio
 
-from batchgen.client import translate_transport
+from batchgen.api.client import translate_transport
 from batchgen.errors import DownloadError, ForeignOriginError
 
 _CHUNK = 64 * 1024

@@ -6,9 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .clock import Clock
-from .config import RunConfig
-from .pipeline import run_pipeline
+from batchgen.clock import Clock
+from batchgen.config import RunConfig
+from batchgen.engine.pipeline import run_pipeline
 
 LOCAL_START_RPM = 6000.0
 # The embedded server's jobs take a fraction of a second.
@@ -32,7 +32,7 @@ async def run(
     cfg = RunConfig(manifest=Path(manifest), out=Path(out), **options)
     if not local:
         return await run_pipeline(cfg, clock=clock, handle_signals=handle_signals)
-    from .server import ServerConfig, serve_local
+    from batchgen.server import ServerConfig, serve_local
 
     async with serve_local(ServerConfig()) as server:
         # The embedded server has no rate limit: start discovery high, not at a plan's 50.

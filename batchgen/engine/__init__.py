@@ -1,0 +1,1 @@
+"""The run engine: the stages, one item's life on the API, and the topology."""

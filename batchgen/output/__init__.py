@@ -1,0 +1,1 @@
+"""What lands in OUT: image files and results.jsonl, written atomically."""

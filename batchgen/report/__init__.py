@@ -1,0 +1,1 @@
+"""What people read: progress, the summary, the morning report, status and the gallery."""
