@@ -5,9 +5,10 @@
     ├── ManifestError           the manifest has errors; nothing sent  (exit 2)
     ├── OutputLockedError       another run holds OUT                  (exit 75)
     ├── StoreError              the checkpoint cannot be read/written  (exit 1)
-    ├── FatalApiError           401/403/404 model/405/406/410: stop    (exit 3)
+    ├── FatalApiError           401/405/406 (403/410 off a submit): stop (exit 3)
     │   └── ForeignOriginError  refused: the API key would leave the API's origin
     └── ApiError                one call failed; policy decides
+        ├── ModelRefusedError   403/404/410 on submit: this model's items fail
         ├── RateLimitedError    429, with the reset time if given
         ├── ServerError         500/502/503/504
         ├── RejectedError       400: the body was refused; item fails
@@ -94,6 +95,10 @@ class ApiError(BatchgenError):
 
 class FatalApiError(ApiError):
     """Raised for answers that make every further submit pointless (401, 403, 406 ...)."""
+
+
+class ModelRefusedError(ApiError):
+    """Raised when a submit is refused for its model (unknown, not allowed, retired)."""
 
 
 class RateLimitedError(ApiError):

@@ -21,6 +21,7 @@ from batchgen.errors import (
     FatalApiError,
     ForeignOriginError,
     JobFailedError,
+    ModelRefusedError,
     RateLimitedError,
     RejectedError,
     RequestExpiredError,
@@ -164,11 +165,17 @@ async def test_failed_job_carries_error_and_metrics(
     assert info.value.metrics == {"queue_time": 2}
 
 
-async def test_result_returns_body(client: ApiClient, mocked: aioresponses) -> None:
-    """The full result is returned as the server sent it."""
-    body = {"status": "COMPLETED", "output": "https://img/x.png", "images": [], "seed": 7}
+async def test_result_is_parsed_and_keeps_the_body(client: ApiClient,
+                                                    mocked: aioresponses) -> None:
+    """The full result is parsed (outputs, seed, metrics) and keeps the body as sent."""
+    body = {"status": "COMPLETED", "output": "https://img/x.png", "images": [], "seed": 7,
+            "prompt": "p", "metrics": {"cost": 0.5, "inference_time": 1.5}, "extra": [1]}
     mocked.get(RESULT_URL, payload=body)
-    assert await client.result(RESULT_URL) == body
+    result = await client.result(RESULT_URL)
+    assert result.raw == body
+    assert [o.url for o in result.outputs] == ["https://img/x.png"]
+    assert (result.seed, result.prompt) == (7, "p")
+    assert (result.metrics.cost, result.metrics.inference_time) == (0.5, 1.5)
 
 
 @pytest.mark.parametrize(
@@ -176,11 +183,11 @@ async def test_result_returns_body(client: ApiClient, mocked: aioresponses) -> N
     [
         ("POST", 400, '{"error": "prompt is required"}', RejectedError),
         ("POST", 401, '{"error": "Invalid API key"}', FatalApiError),
-        ("POST", 403, '{"error": "forbidden"}', FatalApiError),
-        ("POST", 404, '{"error": "model not found"}', FatalApiError),
+        ("POST", 403, '{"error": "forbidden"}', ModelRefusedError),
+        ("POST", 404, '{"error": "model not found"}', ModelRefusedError),
         ("POST", 405, "<html><body><h1>405 Method Not Allowed</h1></body></html>", FatalApiError),
         ("POST", 406, "Insufficient credits", FatalApiError),
-        ("POST", 410, '{"error": "model retired"}', FatalApiError),
+        ("POST", 410, '{"error": "model retired"}', ModelRefusedError),
         ("POST", 500, '{"error": "internal"}', ServerError),
         ("POST", 502, "<html>Bad Gateway</html>", ServerError),
         ("POST", 503, "", ServerError),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import random
 from pathlib import Path
@@ -11,23 +10,30 @@ from typing import Any
 import anyio
 import pytest
 
-from batchgen.api.client import JobStatus, Submitted
 from batchgen.api.ratelimit import RateLimiter
-from batchgen.api.retry import RetryPolicy
+from batchgen.api.results import JobStatus, Metrics, Output, Submitted, outputs_of
 from batchgen.clock import ManualClock
 from batchgen.config import RunConfig
 from batchgen.engine.budget import Budget
-from batchgen.engine.jobs import POLL_GROWTH, POLL_STEP_SHARE, outputs_of, poll_until_done
-from batchgen.engine.runstate import DurationEstimate
-from batchgen.engine.runtime import Output, Runtime
+from batchgen.engine.calls import Calls
+from batchgen.engine.context import JobContext
+from batchgen.engine.follow import POLL_GROWTH, POLL_STEP_SHARE, poll_until_done
+from batchgen.engine.gate import Gate
+from batchgen.engine.runstate import Counters, DurationEstimate, StopSwitch
 from batchgen.engine.submit import submit
+from batchgen.engine.twins import BodyLocks
 from batchgen.errors import BadResponseError, RateLimitedError, RejectedError
+from batchgen.lifecycle import Lifecycle
 from batchgen.manifest.item import Item
-from batchgen.store.db import Store
+from batchgen.store.db import Database
+from batchgen.store.items import ItemStore
 
 
 class FakeApi:
     """Jobs that complete at a set time on the manual clock; records when it was polled."""
+
+    base_url = "http://api"
+    server_offset_s = None
 
     def __init__(self, clock: ManualClock, done_at: float) -> None:
         self.clock = clock
@@ -40,19 +46,28 @@ class FakeApi:
         return JobStatus(status="COMPLETED" if done else "PROCESSING", metrics={}, raw={})
 
 
-def runtime(clock: ManualClock, api: Any, tmp_path: Path, expected_s: float | None,
-            poll_first_s: float = 2.0) -> Runtime:
-    """A runtime whose jobs are known to take ``expected_s`` (None: nothing learned yet)."""
+def context(clock: ManualClock, api: Any, tmp_path: Path, expected_s: float | None,
+            poll_first_s: float = 2.0, *, rpm: float | None = None,
+            rate_scope: str = "submits", items: ItemStore | None = None) -> JobContext:
+    """A job context whose jobs are known to take ``expected_s`` (None: nothing learned)."""
     cfg = RunConfig(manifest=tmp_path / "m.yaml", out=tmp_path / "out",
-                    poll_first_s=poll_first_s, poll_min_s=0.25, poll_cap_s=30.0)
-    policy = RetryPolicy(max_attempts=3)
+                    poll_first_s=poll_first_s, poll_min_s=0.25, poll_cap_s=30.0,
+                    rate_scope=rate_scope, history_wait_s=4.0)  # type: ignore[arg-type]
     estimate = DurationEstimate(poll_first_s)
     if expected_s is not None:
-        estimate.observe({"total_time": expected_s, "inference_time": expected_s}, 0.0)
-    return Runtime(cfg=cfg, clock=clock, client=api, store=None,  # type: ignore[arg-type]
-                   limiter=RateLimiter(rpm=None, clock=clock), rng=random.Random(1),
-                   get_policy=policy, submit_policy=policy, download_policy=policy,
-                   estimate=estimate)
+        estimate.observe(Metrics(total_time=expected_s, inference_time=expected_s), 0.0)
+    counters = Counters()
+    limiter = RateLimiter(rpm=rpm, clock=clock)
+    rng = random.Random(1)
+    store: Any = items
+    return JobContext(
+        cfg=cfg, clock=clock, items=store, estimate=estimate, twins=BodyLocks(), rng=rng,
+        calls=Calls(api, None, limiter=limiter, counters=counters,  # type: ignore[arg-type]
+                    clock=clock, rng=rng, cfg=cfg),
+        life=Lifecycle(store.transition if store else None, counters, clock),  # type: ignore[arg-type]
+        gate=Gate(stop=StopSwitch(), clock=clock, limiter=limiter, budget=Budget(None),
+                  deadline_wall=None),
+    )
 
 
 async def settle(turns: int = 20) -> None:
@@ -68,10 +83,10 @@ async def drive(clock: ManualClock, step_s: float, until: anyio.Event) -> None:
         clock.advance(step_s)
 
 
-SUB = Submitted(request_id="r1", status_url="http://api/s", response_url="http://api/r", raw={})
+SUB = Submitted(request_id="r1", status_url="http://api/s", response_url="http://api/r")
 
 
-async def poll_on(clock: ManualClock, rt: Runtime, *also: Any) -> None:
+async def poll_on(clock: ManualClock, rt: JobContext, *also: Any) -> None:
     """Run one job's polling to COMPLETED on the manual clock (with ``also`` beside it)."""
     finished = anyio.Event()
 
@@ -91,7 +106,7 @@ async def test_first_poll_lands_at_expected_time(tmp_path: Path, done_at: float)
     """The first poll comes near the expected duration, never in the first 90% of it."""
     clock = ManualClock()
     api = FakeApi(clock, done_at)
-    rt = runtime(clock, api, tmp_path, expected_s=10.0)
+    rt = context(clock, api, tmp_path, expected_s=10.0)
     await poll_on(clock, rt)
     assert 9.0 <= api.polled_at[0] <= 11.0
     assert len(api.polled_at) <= 3
@@ -102,7 +117,7 @@ async def test_polls_of_many_jobs_are_spread(tmp_path: Path) -> None:
     """Jobs submitted together do not poll at the same instant (jitter)."""
     clock = ManualClock()
     api = FakeApi(clock, done_at=100.0)
-    rt = runtime(clock, api, tmp_path, expected_s=5.0)
+    rt = context(clock, api, tmp_path, expected_s=5.0)
     finished = anyio.Event()
 
     async def polls() -> None:
@@ -122,11 +137,11 @@ async def test_unknown_timing_backs_off_then_replans(tmp_path: Path) -> None:
     """Before any job time is known polls back off; once one is learned they re-plan to it."""
     clock = ManualClock()
     api = FakeApi(clock, done_at=30.0)
-    rt = runtime(clock, api, tmp_path, expected_s=None, poll_first_s=1.0)
+    rt = context(clock, api, tmp_path, expected_s=None, poll_first_s=1.0)
     async def learn() -> None:
         while clock.now() < 3.0:
             await settle()
-        rt.estimate.observe({"total_time": 30.0}, 0.0)
+        rt.estimate.observe(Metrics(total_time=30.0), 0.0)
 
     await poll_on(clock, rt, learn)
     early = [t for t in api.polled_at if t < 6.0]
@@ -153,7 +168,7 @@ async def test_queued_job_waits_a_whole_inference(tmp_path: Path) -> None:
     """A poll that finds the job QUEUED waits at least one inference time before the next."""
     clock = ManualClock()
     api = QueuedThenDone(clock, start=11.0, done_at=21.0)
-    rt = runtime(clock, api, tmp_path, expected_s=10.0)
+    rt = context(clock, api, tmp_path, expected_s=10.0)
     await poll_on(clock, rt)
     assert api.polled_at[1] - api.polled_at[0] >= 9.0
     assert len(api.polled_at) <= 4
@@ -200,12 +215,34 @@ async def test_budget_holds_one_unpriced_job_at_a_time() -> None:
 
 
 async def test_budget_refuses_past_the_cap() -> None:
-    """A reservation that would take spent plus reserved past the cap is refused."""
+    """A reservation that spent credits alone would take past the cap is refused."""
     budget = Budget(1.0, price=0.2)
     budget.charge(0.4, 2)
     assert await budget.reserve(2) is not None  # 0.4 + 0.4 = 0.8
     assert await budget.reserve(1) is not None  # 0.4 + 0.4 + 0.2 = 1.0
-    assert await budget.reserve(1) is None  # would be 1.2
+    budget.charge(0.8, 2)  # both jobs finished; their reservations are still held
+    assert await budget.reserve(1) is None  # spent 1.2 already
+
+
+async def test_budget_frees_a_failed_jobs_reservation() -> None:
+    """A submit that in-flight reservations keep out waits; a job that ends FAILED (not
+    billed) frees its reservation, and the waiting submit goes ahead."""
+    budget = Budget(0.4, price=0.2)
+    first = await budget.reserve(1)
+    second = await budget.reserve(1)
+    assert first is not None and second is not None
+    third: list[object] = []
+
+    async def wait_for_room() -> None:
+        third.append(await budget.reserve(1))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wait_for_room)
+        await settle()
+        assert third == []  # 0.4 of 0.4 reserved
+        budget.release(first)  # its job FAILED: nothing spent
+    assert third and third[0] is not None
+    assert budget.spent == 0.0 and budget.reserved == pytest.approx(0.4)
 
 
 async def test_budget_known_price_needs_no_wait() -> None:
@@ -229,9 +266,9 @@ def test_estimate_prefers_server_times() -> None:
     """The duration estimate learns total_time (or queue + inference), not our measure."""
     estimate = DurationEstimate(5.0)
     assert estimate.expected_s() == 5.0
-    estimate.observe({"total_time": 12.0}, measured_s=30.0)
-    estimate.observe({"queue_time": 1.0, "inference_time": 10.0}, measured_s=30.0)
-    estimate.observe({}, measured_s=14.0)
+    estimate.observe(Metrics(total_time=12.0), measured_s=30.0)
+    estimate.observe(Metrics(queue_time=1.0, inference_time=10.0), measured_s=30.0)
+    estimate.observe(Metrics(), measured_s=14.0)
     assert estimate.expected_s() == 12.0
     assert estimate.expected_s(0.9) == 14.0
     assert estimate.inference_s() == 10.0
@@ -240,14 +277,18 @@ def test_estimate_prefers_server_times() -> None:
 ITEM = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
 
 
-async def submit_on(clock: ManualClock, rt: Runtime, step_s: float) -> tuple[Any, Any]:
-    """Submit ITEM through a real store on the manual clock; its outcome and stored row."""
-    rt.store = await Store.open(rt.cfg.out.parent / "state.db")
+async def submit_on(clock: ManualClock, api: Any, tmp_path: Path,
+                    step_s: float) -> tuple[Any, Any, JobContext]:
+    """Submit ITEM through a real store on the manual clock: its outcome, stored row and
+    the context it ran in."""
+    db = await Database.open(tmp_path / "state.db")
+    items = ItemStore(db)
+    rt = context(clock, api, tmp_path, expected_s=1.0, items=items)
     finished = anyio.Event()
     outcome: list[Any] = []
 
     async def go() -> None:
-        await rt.store.add([ITEM], 0.0)
+        await items.add([ITEM], 0.0)
         outcome.append(await submit(rt, ITEM))
         finished.set()
 
@@ -255,19 +296,21 @@ async def submit_on(clock: ManualClock, rt: Runtime, step_s: float) -> tuple[Any
         async with anyio.create_task_group() as tg:
             tg.start_soon(drive, clock, step_s, finished)
             tg.start_soon(go)
-        record = await rt.store.get(ITEM.id)
+        record = await items.get(ITEM.id)
     finally:
-        await rt.store.aclose()
-    return outcome[0], record
+        await db.aclose()
+    return outcome[0], record, rt
 
 
 class RateLimitedOnce:
     """A submit endpoint that answers 429 (reset in 5 s) once, then accepts."""
 
+    base_url = "http://api"
+    server_offset_s = None
+
     def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
         self.posted_at: list[float] = []
-        self.base_url = "http://api"
 
     async def submit(self, model: str, params: dict[str, Any]) -> Submitted:
         self.posted_at.append(self.clock.now())
@@ -281,19 +324,20 @@ async def test_429_pauses_and_retries_after_the_reset(tmp_path: Path) -> None:
     """A 429 on submit pauses sending until the server's reset, then the submit goes through."""
     clock = ManualClock()
     api = RateLimitedOnce(clock)
-    rt = runtime(clock, api, tmp_path, expected_s=1.0)
-    outcome, _ = await submit_on(clock, rt, 0.5)
+    outcome, record, rt = await submit_on(clock, api, tmp_path, 0.5)
     assert outcome is not None
     assert rt.counters.rate_limited == 1
     assert len(api.posted_at) == 2
     assert api.posted_at[1] - api.posted_at[0] >= 5.0
-    assert rt.counters.submits == 2
+    assert rt.counters.submit_attempts == 2 and rt.counters.accepted == 1
+    assert record.state == "submitted" and record.submits == 2
 
 
 class Refusing:
     """A submit endpoint that refuses the body (HTTP 400)."""
 
     base_url = "http://api"
+    server_offset_s = None
 
     def __init__(self) -> None:
         self.posts = 0
@@ -307,8 +351,7 @@ async def test_400_fails_the_item_with_the_message(tmp_path: Path) -> None:
     """A 400 is not retried: the item fails as 'rejected' with the server's message."""
     clock = ManualClock()
     api = Refusing()
-    rt = runtime(clock, api, tmp_path, expected_s=1.0)
-    outcome, record = await submit_on(clock, rt, 1.0)
+    outcome, record, _ = await submit_on(clock, api, tmp_path, 1.0)
     assert outcome is None
     assert api.posts == 1
     assert record is not None and record.state == "failed"
@@ -321,9 +364,7 @@ async def test_rate_scope_all_paces_polls(tmp_path: Path) -> None:
     """With --rate-scope all, status polls take rate permits: at 6 RPM, 10 s apart."""
     clock = ManualClock()
     api = FakeApi(clock, done_at=40.0)
-    rt = runtime(clock, api, tmp_path, expected_s=1.0)
-    rt.cfg = dataclasses.replace(rt.cfg, rate_scope="all")
-    rt.limiter = RateLimiter(rpm=6, clock=clock)
+    rt = context(clock, api, tmp_path, expected_s=1.0, rpm=6, rate_scope="all")
     await poll_on(clock, rt)
     gaps = [b - a for a, b in itertools.pairwise(api.polled_at)]
     assert gaps and min(gaps) >= 10.0 - 1e-6
@@ -334,7 +375,7 @@ def test_progress_figures(tmp_path: Path) -> None:
     from batchgen.report.progress import Progress
 
     clock = ManualClock()
-    rt = runtime(clock, None, tmp_path, expected_s=1.0)
+    rt = context(clock, None, tmp_path, expected_s=1.0)
     progress = Progress(rt, total=100)
     c = rt.counters
     c.completed, c.skipped_done, c.failed, c.in_flight, c.images = 30, 10, 2, 8, 30
@@ -350,6 +391,7 @@ class UnreadableThenFine:
     """A submit whose first 2xx answer cannot be read; the history knows of no job."""
 
     base_url = "http://api"
+    server_offset_s = None
 
     def __init__(self) -> None:
         self.posts = 0
@@ -371,8 +413,7 @@ async def test_unreadable_submit_answer_is_in_doubt(tmp_path: Path) -> None:
     """A 2xx submit answer without a request id is in doubt: looked up, then resent, counted."""
     clock = ManualClock()
     api = UnreadableThenFine()
-    rt = runtime(clock, api, tmp_path, expected_s=1.0)
-    outcome, record = await submit_on(clock, rt, 1.0)
+    outcome, record, rt = await submit_on(clock, api, tmp_path, 1.0)
     assert outcome is not None and outcome[0].request_id == "r2"
     assert api.history_pages >= 1
     assert rt.counters.in_doubt == 1

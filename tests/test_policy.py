@@ -18,18 +18,21 @@ from test_run import run, write_manifest
     ],
     ids=["403-forbidden", "404-unknown-model", "410-retired"],
 )
-async def test_fatal_answers_stop_with_exit_3(
+async def test_model_refusals_fail_the_models_items_and_exit_3_when_nothing_ran(
     local_server: StartServer, tmp_path: Path, server_options: dict[str, object],
     manifest_text: str, status: int,
 ) -> None:
-    """403, an unknown model's 404 and 410 stop submitting at once and exit 3."""
+    """403, an unknown model's 404 and 410 fail that model's items, sending only the first;
+    with no other model to run, the exit code is 3."""
     server = await local_server(**server_options)
     manifest = write_manifest(tmp_path / "m.yaml", manifest_text)
     summary = await run(server, manifest, tmp_path / "out", concurrency=1)
     assert summary["exit_code"] == 3
-    assert str(status) in summary["fatal_error"]
+    [message] = summary["refused_models"].values()
+    assert str(status) in message
     assert sum(server.stats()["submits_rejected"].values()) == 1
-    assert summary["items"]["pending"] == 2
+    assert summary["items"]["failed"] == 2
+    assert summary["errors_by_cause"] == {"model_refused": 2}
 
 
 async def test_out_of_credits_stops_submitting_and_keeps_finished(

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from conftest import StartServer
+from stores import TO_IN_DOUBT, TO_SUBMITTED, TO_SUBMITTING, records, seed
 from test_run import results, run, write_manifest
 
 from batchgen import cli
@@ -17,8 +18,6 @@ from batchgen.clock import ManualClock
 from batchgen.errors import ManifestError
 from batchgen.manifest.reader import ManifestReader
 from batchgen.server import FAIL_MARKER, LocalServer
-from batchgen.store import db as st
-from batchgen.store.db import Store
 
 
 async def post_directly(server: LocalServer, params: dict[str, Any]) -> str:
@@ -31,15 +30,11 @@ async def post_directly(server: LocalServer, params: dict[str, Any]) -> str:
     return str(body["request_id"])
 
 
-async def seed_store(out: Path, manifest: Path, **fields: Any) -> str:
-    """Put the manifest's single item into OUT's store with ``fields``; returns its id."""
+async def seed_store(out: Path, manifest: Path, events: tuple[str, ...],
+                     **values: Any) -> str:
+    """Put the manifest's single item into OUT's store through ``events``; returns its id."""
     [item] = list(ManifestReader(manifest).items())
-    store = await Store.open(out / ".batchgen" / "state.db")
-    try:
-        await store.add([item], 0.0)
-        await store.update(item.id, 0.0, **fields)
-    finally:
-        await store.aclose()
+    await seed(out / ".batchgen" / "state.db", [item], events, **values)
     return item.id
 
 
@@ -66,7 +61,7 @@ async def test_submitted_job_is_picked_up_by_request_id(
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
     request_id = await post_directly(server, item_params(manifest))
-    await seed_store(tmp_path / "out", manifest, state=st.SUBMITTED, request_id=request_id,
+    await seed_store(tmp_path / "out", manifest, TO_SUBMITTED, request_id=request_id,
                      submitted_at=time.time())
     summary = await run(server, manifest, tmp_path / "out")
     assert server.stats()["submits_accepted"] == 1
@@ -82,7 +77,7 @@ async def test_in_doubt_intent_is_adopted_from_history(
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
     await post_directly(server, item_params(manifest))
     intent_at = server.state.clock.wall() - 5
-    await seed_store(tmp_path / "out", manifest, state=st.SUBMITTING, intent_at=intent_at)
+    await seed_store(tmp_path / "out", manifest, TO_SUBMITTING, intent_at=intent_at)
     summary = await run(server, manifest, tmp_path / "out")
     assert server.stats()["submits_accepted"] == 1
     assert summary["adopted_from_history"] == 1
@@ -96,7 +91,7 @@ async def test_in_doubt_without_job_is_resubmitted_and_counted(
     """An intent whose POST never arrived is sent again and counted as possible duplicate."""
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
-    await seed_store(tmp_path / "out", manifest, state=st.IN_DOUBT, intent_at=1.0)
+    await seed_store(tmp_path / "out", manifest, TO_IN_DOUBT, intent_at=1.0)
     summary = await run(server, manifest, tmp_path / "out")
     assert server.stats()["submits_accepted"] == 1
     assert summary["possible_duplicate_charges"] == 1
@@ -107,7 +102,7 @@ async def test_in_doubt_policy_fail(local_server: StartServer, tmp_path: Path) -
     """With --on-in-doubt fail, an unreconciled intent fails instead of being resent."""
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
-    await seed_store(tmp_path / "out", manifest, state=st.IN_DOUBT, intent_at=1.0)
+    await seed_store(tmp_path / "out", manifest, TO_IN_DOUBT, intent_at=1.0)
     summary = await run(server, manifest, tmp_path / "out", on_in_doubt="fail")
     assert server.stats()["submits_accepted"] == 0
     assert summary["items"]["failed"] == 1
@@ -133,7 +128,7 @@ async def test_expired_record_is_recovered_from_history(
     server = await local_server(clock=clock)
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
     request_id = await post_directly(server, item_params(manifest))
-    await seed_store(tmp_path / "out", manifest, state=st.SUBMITTED, request_id=request_id,
+    await seed_store(tmp_path / "out", manifest, TO_SUBMITTED, request_id=request_id,
                      submitted_at=clock.wall())
     clock.advance(server.config.retention_s + 1)
     summary = await run(server, manifest, tmp_path / "out")
@@ -151,7 +146,7 @@ async def test_expired_without_history_follows_policy(
     """An expired id unknown to the history is resubmitted by default, once, and counted."""
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
-    await seed_store(tmp_path / "out", manifest, state=st.SUBMITTED,
+    await seed_store(tmp_path / "out", manifest, TO_SUBMITTED,
                      request_id="00000000-0000-4000-8000-000000000000", submitted_at=1.0)
     summary = await run(server, manifest, tmp_path / "out")
     assert server.stats()["submits_accepted"] == 1
@@ -163,7 +158,7 @@ async def test_expired_policy_fail(local_server: StartServer, tmp_path: Path) ->
     """With --on-expired fail, an unrecoverable expired job fails and nothing is sent."""
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
-    await seed_store(tmp_path / "out", manifest, state=st.SUBMITTED,
+    await seed_store(tmp_path / "out", manifest, TO_SUBMITTED,
                      request_id="00000000-0000-4000-8000-000000000000", submitted_at=1.0)
     summary = await run(server, manifest, tmp_path / "out", on_expired="fail")
     assert server.stats()["submits_accepted"] == 0
@@ -231,14 +226,14 @@ async def test_unchanged_jsonl_is_not_validated_twice(
     local_server: StartServer, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Resuming an unchanged JSONL skips the separate validation pass; a changed one does not."""
-    from batchgen.engine import pipeline
+    from batchgen.engine import prepare
 
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.jsonl", '{"prompt": "one"}\n{"prompt": "two"}\n')
     await run(server, manifest, tmp_path / "out")
     passes: list[Path] = []
-    real = pipeline.validate
-    monkeypatch.setattr(pipeline, "validate", lambda cfg: passes.append(cfg.manifest) or real(cfg))
+    real = prepare.validate
+    monkeypatch.setattr(prepare, "validate", lambda cfg: passes.append(cfg.manifest) or real(cfg))
     await run(server, manifest, tmp_path / "out")
     assert passes == []
     write_manifest(manifest, '{"prompt": "one"}\n{"prompt": "two", "samples": 9}\n')
@@ -274,7 +269,7 @@ async def test_expired_with_unreadable_history_is_not_paid_twice(
     server = await local_server(clock=clock)
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
     request_id = await post_directly(server, item_params(manifest))
-    await seed_store(tmp_path / "out", manifest, state=st.SUBMITTED, request_id=request_id,
+    await seed_store(tmp_path / "out", manifest, TO_SUBMITTED, request_id=request_id,
                      submitted_at=clock.wall())
     clock.advance(server.config.retention_s + 1)
     with socket.socket() as probe:
@@ -291,31 +286,8 @@ async def test_expired_with_unreadable_history_is_not_paid_twice(
 
 
 async def stored(out: Path, prefix: str) -> Any:
-    store = await Store.open(out / ".batchgen" / "state.db")
-    try:
-        counts = await store.read(lambda conn: conn.execute(
-            "SELECT id FROM items WHERE id LIKE ?", (prefix + "%",)).fetchall())
-        return await store.get(counts[0][0])
-    finally:
-        await store.aclose()
-
-
-async def test_twins_in_flight_are_seen(tmp_path: Path) -> None:
-    """Identical items are twins: one in flight makes the other's history match ambiguous."""
-    from batchgen.manifest.item import Item
-
-    params = {"prompt": "same", "seed": -1}
-    first = Item("same-1", "sd1.5-epicrealism", params, "m.jsonl", 1)
-    second = Item("same-2", "sd1.5-epicrealism", dict(reversed(params.items())), "m.jsonl", 2)
-    store = await Store.open(tmp_path / "state.db")
-    try:
-        await store.add([first, second], 0.0)
-        assert await store.twins_in_flight(second) == 0
-        await store.update(first.id, 1.0, state=st.SUBMITTING)
-        assert await store.twins_in_flight(second) == 1
-        assert await store.twins_in_flight(first) == 0
-    finally:
-        await store.aclose()
+    return next(r for r in await records(out / ".batchgen" / "state.db")
+                if r.id.startswith(prefix))
 
 
 async def test_leftover_temporary_files_are_removed(local_server: StartServer,

@@ -223,13 +223,10 @@ async def test_api_key_never_written(local_server: StartServer, tmp_path: Path,
 async def test_crash_still_writes_the_summary(local_server: StartServer, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected error ends the run, but summary.json says so instead of going stale."""
-    from batchgen.engine import stages
-
-    async def broken_sink(rt: Any, receive: Any, results: Any) -> None:
+    async def broken_sink(ctx: Any, receive: Any, results: Any) -> None:
         receive.close()
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(stages, "sink_stage", broken_sink)
     monkeypatch.setattr("batchgen.engine.pipeline.sink_stage", broken_sink)
     server = await local_server()
     manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b]\n")

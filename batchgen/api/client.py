@@ -12,7 +12,6 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
@@ -20,14 +19,17 @@ import aiohttp
 from yarl import URL
 
 from batchgen.api.history import history_rows
-from batchgen.api.retry import server_wait_s
+from batchgen.api.results import JobResult, JobStatus, Submitted, parse_result
+from batchgen.api.retry import parse_time, server_wait_s
 from batchgen.clock import Clock, SystemClock
+from batchgen.config import DEFAULT_HISTORY_URL
 from batchgen.errors import (
     ApiError,
     BadResponseError,
     FatalApiError,
     ForeignOriginError,
     JobFailedError,
+    ModelRefusedError,
     RateLimitedError,
     RejectedError,
     RequestExpiredError,
@@ -37,32 +39,14 @@ from batchgen.errors import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HISTORY_URL = "https://api.spotprod.segmind.com"
 _FATAL = frozenset({401, 403, 405, 406, 410})
+# Refusals of a model on submit (API-FACTS, "Errors"): that model's items fail, the rest go on.
+_MODEL_REFUSED = frozenset({403, 404, 410})
 _EXCERPT_CHARS = 200
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
 Kind = Literal["submit", "get", "history"]
-
-
-@dataclass(frozen=True, slots=True)
-class Submitted:
-    """An accepted submit: the job's id and where to ask about it."""
-
-    request_id: str
-    status_url: str
-    response_url: str
-    raw: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class JobStatus:
-    """One status answer: QUEUED, PROCESSING or COMPLETED (FAILED raises)."""
-
-    status: str
-    metrics: dict[str, Any]
-    raw: dict[str, Any]
 
 
 def _origin(url: str | URL) -> tuple[str, str, int | None]:
@@ -129,6 +113,8 @@ class ApiClient:
         self._key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._clock: Clock = clock or SystemClock()
+        # The server's clock minus ours, from the latest ``Date`` header (1 s resolution).
+        self.server_offset_s: float | None = None
 
     @property
     def base_url(self) -> str:
@@ -168,12 +154,12 @@ class ApiClient:
             raise self._job_failed(body, status=200, url=url)
         return JobStatus(status=state.upper(), metrics=metrics, raw=body)
 
-    async def result(self, url: str) -> dict[str, Any]:
+    async def result(self, url: str) -> JobResult:
         """GET the full result of a job (output, images, seed, metrics ...)."""
         body = await self._get_object(url, kind="get")
         if str(body.get("status", "")).upper() == "FAILED":
             raise self._job_failed(body, status=200, url=url)
-        return body
+        return parse_result(body)
 
     async def history_request(self, request_id: str) -> dict[str, Any] | None:
         """One request of this account from the history API, of any age; None if unknown."""
@@ -255,6 +241,7 @@ class ApiClient:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise translate_transport(exc, method=method, url=url) from exc
         log.debug("%s %s -> %d", method, url, status)
+        self._learn_offset(resp_headers.get("Date"))
         if 200 <= status < 300:
             try:
                 return json.loads(text)
@@ -263,6 +250,11 @@ class ApiClient:
                     f"answer is not JSON: {excerpt(text, self._key)}", status=status, url=url
                 ) from exc
         raise self._error(status, text, resp_headers, url=url, kind=kind)
+
+    def _learn_offset(self, date_header: str | None) -> None:
+        server_now = parse_time(date_header) if date_header else None
+        if server_now is not None:
+            self.server_offset_s = server_now - self._clock.wall()
 
     def _error(
         self, status: int, text: str, headers: Mapping[str, str], *, url: str, kind: Kind
@@ -276,7 +268,9 @@ class ApiClient:
         message = excerpt(str(reason) if reason is not None else text, self._key) or "(no body)"
         if status == 400:
             return RejectedError(message, status=status, url=url)
-        if status in _FATAL or (status == 404 and kind == "submit"):
+        if kind == "submit" and status in _MODEL_REFUSED:
+            return ModelRefusedError(message, status=status, url=url)
+        if status in _FATAL:
             return FatalApiError(message, status=status, url=url)
         if status == 404:
             return RequestExpiredError(message, status=status, url=url)

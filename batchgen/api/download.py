@@ -43,6 +43,24 @@ class Downloaded:
     content_type: str | None
 
 
+class Files:
+    """Downloads of output images over a session that carries no API key."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, max_bytes: int,
+                 timeout_s: float) -> None:
+        self._session = session
+        self.max_bytes = max_bytes
+        self._timeout_s = timeout_s
+
+    async def download(self, url: str, dest: Path) -> Downloaded:
+        return await download(self._session, url, dest, max_bytes=self.max_bytes,
+                              timeout_s=self._timeout_s)
+
+    async def decode(self, data: str, dest: Path) -> Downloaded:
+        """An inline (base64) output written to ``dest``, in a worker thread."""
+        return await anyio.to_thread.run_sync(decode_base64_image, data, dest, self.max_bytes)
+
+
 def _is_image_type(content_type: str) -> bool:
     return content_type.startswith("image/") or content_type == "application/octet-stream"
 

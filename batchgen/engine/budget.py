@@ -6,7 +6,9 @@ an image is the last one the store knows, else learned from the first finished j
 so the cap can be passed by at most that one job's price, which nothing could have told
 us in advance.
 A submit reserves its expected cost before it goes out and gives it back when the job
-ends (when the real cost is charged instead) or when no job was created.
+ends (when the real cost is charged instead) or when no job was created. A submit that
+would pass the cap only because of other jobs' reservations waits for them to end: a
+job that ends FAILED costs nothing, and its reservation is free again.
 """
 
 from __future__ import annotations
@@ -43,12 +45,17 @@ class Budget:
         """Set aside the expected cost of one job; None when it would pass the cap."""
         if self.max_cost is None:
             return Reservation()
-        while self.cost_per_image is None and self._unpriced > 0 and not self._price_unreported:
-            await self._changed.wait()
-        price = self.cost_per_image
-        expected = (price or 0.0) * samples
-        if self.spent + self.reserved + expected > self.max_cost:
-            return None
+        while True:
+            while (self.cost_per_image is None and self._unpriced > 0
+                   and not self._price_unreported):
+                await self._changed.wait()
+            price = self.cost_per_image
+            expected = (price or 0.0) * samples
+            if self.spent + expected > self.max_cost:
+                return None
+            if self.spent + self.reserved + expected <= self.max_cost:
+                break
+            await self._changed.wait()  # in-flight jobs hold the rest: wait for one to end
         reservation = Reservation(expected, price is None)
         self.reserved += reservation.cost
         self._unpriced += reservation.unpriced
@@ -75,3 +82,5 @@ class Budget:
         """A job completed and was billed ``cost``: count it and learn the price."""
         self.spent += cost
         self.cost_per_image = cost / max(1, samples)
+        self._changed.set()
+        self._changed = anyio.Event()

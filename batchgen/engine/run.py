@@ -8,7 +8,7 @@ from typing import Any
 
 from batchgen.clock import Clock
 from batchgen.config import RunConfig
-from batchgen.engine.pipeline import run_pipeline
+from batchgen.engine.runner import run_pipeline
 
 LOCAL_START_RPM = 6000.0
 # The embedded server's jobs take a fraction of a second.

@@ -5,13 +5,16 @@ from __future__ import annotations
 import random
 import statistics
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 import anyio
 
-from batchgen.api.results import number
+from batchgen.api.results import Metrics
 from batchgen.errors import BatchgenError
+
+T = TypeVar("T")
 
 # Why submitting stopped; the summary reports it.
 STOP_INTERRUPTED = "interrupted"
@@ -52,14 +55,12 @@ class DurationEstimate:
         """Median time a job runs once started (``metrics.inference_time``), if reported."""
         return statistics.median(self._inference) if self._inference else None
 
-    def observe(self, metrics: dict[str, Any], measured_s: float) -> None:
+    def observe(self, metrics: Metrics, measured_s: float) -> None:
         """Learn from a finished job: the server's own times when given, else our measure."""
-        total = number(metrics.get("total_time"))
-        inference = number(metrics.get("inference_time"))
+        total, inference, queue = metrics.total_time, metrics.inference_time, metrics.queue_time
         if inference is not None and inference >= 0:
             self._inference.append(inference)
         if total is None:
-            queue = number(metrics.get("queue_time"))
             total = queue + inference if queue is not None and inference is not None else None
         self._recent.append(total if total is not None and total >= 0 else measured_s)
 
@@ -86,10 +87,11 @@ class Reservoir:
 
 @dataclass
 class Counters:
-    """What this run did; every field ends up in the summary."""
+    """What this run did; every field ends up in the summary. The lifecycle's events
+    count themselves here (``lifecycle._COUNTS``); the stages count the rest."""
 
-    submits: int = 0
-    submits_new: int = 0
+    submit_attempts: int = 0  # POSTs tried, whatever came of them
+    accepted: int = 0  # POSTs answered with a job
     completed: int = 0
     failed: int = 0
     skipped_done: int = 0
@@ -102,6 +104,7 @@ class Counters:
     expired: int = 0
     recovered_from_history: int = 0
     resubmits: int = 0
+    retried: int = 0
     polls: int = 0
     result_fetches: int = 0
     rate_limited: int = 0
@@ -113,22 +116,49 @@ class Counters:
     in_flight: int = 0
     cost: float = 0.0
     remaining_credits: float | None = None
+    # When the job that reported ``remaining_credits`` completed: the newest one wins.
+    remaining_at: float = float("-inf")
     errors: Counter[str] = field(default_factory=Counter)
+    refused_models: dict[str, str] = field(default_factory=dict)
     queue_times: Reservoir = field(default_factory=Reservoir)
     inference_times: Reservoir = field(default_factory=Reservoir)
 
+    def credits_left(self, remaining: float | None, completed_at: float) -> None:
+        """Keep the balance reported by the most recently completed job."""
+        if remaining is not None and completed_at >= self.remaining_at:
+            self.remaining_credits, self.remaining_at = remaining, completed_at
+
 
 class StopSwitch:
-    """Closes the door on new submits; jobs already in flight carry on."""
+    """Closes the door on new submits; jobs already in flight carry on.
+
+    Waits that only lead to a submit (a rate permit, a budget reservation, a retry's
+    backoff) run under ``unless_stopped``, so a stop cancels them at once instead of
+    letting their POST leave after it.
+    """
 
     def __init__(self) -> None:
         self.event = anyio.Event()
         self.reason: str | None = None
         self.fatal: BatchgenError | None = None
+        self._waits: set[anyio.CancelScope] = set()
+        self._enough = False
 
     @property
     def stopped(self) -> bool:
         return self.event.is_set()
+
+    @property
+    def wants_new(self) -> bool:
+        """Whether new items are still wanted (false once stopped or a limit is reached)."""
+        return not (self._enough or self.stopped)
+
+    def enough(self, reason: str) -> None:
+        """A limit on new items is reached: none is taken any more, but the items already
+        on their way to a POST still go (unlike ``stop``)."""
+        self._enough = True
+        if self.reason is None:
+            self.reason = reason
 
     @property
     def interrupted(self) -> bool:
@@ -140,9 +170,23 @@ class StopSwitch:
             self.reason = reason
             self.fatal = fatal
             self.event.set()
+            for scope in self._waits:
+                scope.cancel()
 
     def interrupt(self, reason: str) -> None:
         """A signal: stop submitting, and report the signal over any softer reason."""
         self.stop(reason)
         if not self.interrupted:
             self.reason = reason
+
+    async def unless_stopped(self, wait: Callable[[], Awaitable[T]]) -> T | None:
+        """``await wait()``, or None when the switch is (or gets) thrown first."""
+        if self.stopped:
+            return None
+        with anyio.CancelScope() as scope:
+            self._waits.add(scope)
+            try:
+                return await wait()
+            finally:
+                self._waits.discard(scope)
+        return None

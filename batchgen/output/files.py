@@ -1,23 +1,17 @@
-"""What lands on disk: atomic image files, ``results.jsonl`` and ``summary.json``.
+"""Files in OUT: atomic writes, image names, and the check that an image is still ours.
 
 Every file is written to a temporary name in its final directory, fsynced, and renamed
 into place, so a crash leaves either the old file or the new one, never half of one.
-``results.jsonl`` is appended to during a run for people who watch it, and rewritten
-from the store at the end so it holds exactly one line per finished item.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
-
-import anyio
-
-from batchgen.store.db import COMPLETED, ItemRecord, iter_finished
 
 _EXTENSIONS = {
     "image/png": "png",
@@ -76,50 +70,42 @@ def place_image(temp: Path, final: Path) -> None:
     os.replace(temp, final)
 
 
-def file_ok(out: Path, entry: dict[str, Any]) -> bool:
-    """True when a recorded image is on disk with its recorded size."""
-    try:
-        return bool((out / entry["path"]).stat().st_size == entry["bytes"])
-    except (OSError, KeyError, TypeError):
-        return False
+def stamp(final: Path) -> int:
+    """The modification time (ns) to record for an image just placed."""
+    return final.stat().st_mtime_ns
 
 
-def result_line(record: ItemRecord) -> dict[str, Any]:
-    """One ``results.jsonl`` line for a finished item."""
-    done = record.state == COMPLETED
-    return line(item_id=record.id, state=record.state, model=record.model,
-                request_id=record.request_id, files=record.files or [],
-                result=record.result or {}, params=record.params, cost=record.cost,
-                error=None if done else record.last_error,
-                error_class=None if done else record.error_class)
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def line(*, item_id: str, state: str, model: str, request_id: str | None,
-         files: list[dict[str, Any]], result: dict[str, Any], params: dict[str, Any],
-         cost: float | None, error: str | None = None,
-         error_class: str | None = None) -> dict[str, Any]:
-    """The fields of a ``results.jsonl`` line, from wherever the caller has them."""
-    metrics = result.get("metrics") or {}
-    return {
-        "id": item_id,
-        "status": state,
-        "model": model,
-        "request_id": request_id,
-        "files": files,
-        "seed": result.get("seed"),
-        "params": params,
-        "metrics": {
-            "cost": cost,
-            "inference_time": metrics.get("inference_time"),
-            "queue_time": metrics.get("queue_time"),
-        },
-        "error": error,
-        "error_class": error_class,
-    }
+def check_files(out: Path, entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """Whether recorded images are still on disk as written. Blocking.
 
-
-def dumps_line(value: dict[str, Any]) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n"
+    The fast path trusts a file whose size and modification time are the recorded ones;
+    a file whose time changed is hashed and compared with the recorded SHA-256, so a
+    same-size overwrite is caught. Returns the entries (with refreshed times when a
+    hash vouched for a touched file), or None when any file is missing or changed.
+    """
+    checked: list[dict[str, Any]] = []
+    for entry in entries:
+        try:
+            path = out / entry["path"]
+            info = path.stat()
+            if info.st_size != entry["bytes"]:
+                return None
+            if info.st_mtime_ns != entry.get("mtime_ns"):
+                if _sha256(path) != entry["sha256"]:
+                    return None
+                entry = {**entry, "mtime_ns": info.st_mtime_ns}
+        except (OSError, KeyError, TypeError):
+            return None
+        checked.append(entry)
+    return checked
 
 
 def write_atomic(path: Path, lines: Iterable[str]) -> None:
@@ -134,55 +120,3 @@ def write_atomic(path: Path, lines: Iterable[str]) -> None:
         place(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-
-
-def export_results(db: Path, out: Path) -> int:
-    """Rewrite ``OUT/results.jsonl`` from the store; returns the line count. Blocking."""
-    count = 0
-
-    def lines() -> Iterable[str]:
-        nonlocal count
-        for record in iter_finished(db):
-            count += 1
-            yield dumps_line(result_line(record))
-
-    write_atomic(out / "results.jsonl", lines())
-    return count
-
-
-def write_summary(out: Path, summary: dict[str, Any]) -> None:
-    """Write ``OUT/summary.json`` atomically. Blocking."""
-    write_atomic(out / "summary.json", [json.dumps(summary, indent=2, sort_keys=True) + "\n"])
-
-
-class ResultsLog:
-    """Appends finished items to ``results.jsonl`` while a run goes on, for people who
-    watch it; lines go out in batches, one worker-thread call each. The file is rewritten
-    from the store at the end of the run, so a line lost in a crash costs nothing."""
-
-    BATCH = 64
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lines: list[str] = []
-
-    async def __aenter__(self) -> ResultsLog:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        with anyio.CancelScope(shield=True):
-            await self._write()
-
-    async def append(self, value: dict[str, Any]) -> None:
-        self._lines.append(dumps_line(value))
-        if len(self._lines) >= self.BATCH:
-            await self._write()
-
-    async def _write(self) -> None:
-        lines, self._lines = self._lines, []
-        if lines:
-            await anyio.to_thread.run_sync(self._append_lines, lines)
-
-    def _append_lines(self, lines: list[str]) -> None:
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.writelines(lines)

@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from batchgen.lifecycle import COMPLETED
 from batchgen.output.files import image_name, write_atomic
 from batchgen.report.morning import FAILED_FILE, error_group
-from batchgen.store.db import COMPLETED, ItemRecord, count_finished, iter_finished
+from batchgen.store.items import ItemRecord
+from batchgen.store.views import count_finished, iter_finished
 
 GALLERY_FILE = "gallery.html"
 # A contact sheet past this many items is more than a browser or a person wants in one

@@ -22,13 +22,13 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from batchgen.output.files import write_atomic
-from batchgen.store.db import FAILED, FETCHED, connect
+from batchgen.store import views
+from batchgen.store.views import FailedRow
 
 log = logging.getLogger(__name__)
 
@@ -49,42 +49,11 @@ ERROR_GROUPS: dict[str, str] = {
     "download": "download",
 }
 
-# Failed items, and items paid for whose images could not be written (they stay FETCHED).
-_FAILED_ROWS = (
-    "FROM items WHERE state = ? OR (state = ? AND error_class = 'download')"
-)
-
-
 def error_group(error_class: str | None) -> str:
     """The group of a stored error class; an unknown class is its own group."""
     if not error_class:
         return "unknown"
     return ERROR_GROUPS.get(error_class, error_class)
-
-
-@dataclass(frozen=True, slots=True)
-class FailedRow:
-    """The columns of a failed item that its report needs."""
-
-    id: str
-    model: str
-    params: dict[str, Any]
-    error_class: str | None
-    last_error: str | None
-
-
-def iter_failed(db: Path) -> Generator[FailedRow, None, None]:
-    """Failed rows in id order, streamed through a read-only connection. Blocking."""
-    conn = connect(db, read_only=True)
-    try:
-        cursor = conn.execute(
-            f"SELECT id, model, body, error_class, last_error {_FAILED_ROWS} ORDER BY id",
-            (FAILED, FETCHED),
-        )
-        for item_id, model, body, error_class, last_error in cursor:
-            yield FailedRow(item_id, model, json.loads(body), error_class, last_error)
-    finally:
-        conn.close()
 
 
 def _one_line(text: str) -> str:
@@ -108,7 +77,7 @@ def write_failed(db: Path, out: Path) -> int:
 
     Returns the number of items written. Blocking: call from a worker thread.
     """
-    rows = iter_failed(db)
+    rows = views.iter_failed(db)
     first = next(rows, None)
     target = out / FAILED_FILE
     if first is None:
@@ -131,20 +100,9 @@ def write_failed(db: Path, out: Path) -> int:
 
 def top_errors(db: Path, limit: int = 5) -> list[dict[str, Any]]:
     """The most frequent (error_class, message) pairs among failed items. Blocking."""
-    conn = connect(db, read_only=True)
-    try:
-        cursor = conn.execute(
-            f"SELECT error_class, last_error, COUNT(*) AS n {_FAILED_ROWS}"
-            " GROUP BY error_class, last_error ORDER BY n DESC, error_class, last_error"
-            " LIMIT ?",
-            (FAILED, FETCHED, limit),
-        )
-        rows: list[tuple[str | None, str | None, int]] = cursor.fetchall()
-    finally:
-        conn.close()
     return [
         {"error_class": cls, "group": error_group(cls), "message": msg, "count": n}
-        for cls, msg, n in rows
+        for cls, msg, n in views.top_errors(db, limit)
     ]
 
 

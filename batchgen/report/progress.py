@@ -10,7 +10,7 @@ import anyio
 from tqdm import tqdm
 
 if TYPE_CHECKING:
-    from batchgen.engine.runtime import Runtime
+    from batchgen.engine.context import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +20,18 @@ BAR_REFRESH_S = 0.5
 class Progress:
     """Reports a run's counters until cancelled."""
 
-    def __init__(self, rt: Runtime, *, total: int) -> None:
-        self.rt = rt
+    def __init__(self, ctx: JobContext, *, total: int) -> None:
+        self.ctx = ctx
         self.total = total
-        interactive = rt.cfg.progress
+        interactive = ctx.cfg.progress
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self._bar: Any = None
-        self._started = rt.clock.now()
+        self._started = ctx.clock.now()
 
     def figures(self) -> dict[str, Any]:
         """done, failed, in flight, queued, images/min, ETA and credits, as now."""
-        c = self.rt.counters
-        minutes = max(1e-9, (self.rt.clock.now() - self._started) / 60)
+        c = self.ctx.counters
+        minutes = max(1e-9, (self.ctx.clock.now() - self._started) / 60)
         done = c.completed + c.skipped_done
         failed = c.failed + c.skipped_failed
         rate = c.completed / minutes
@@ -57,7 +57,7 @@ class Progress:
                 await anyio.sleep(BAR_REFRESH_S)
         else:
             while True:
-                await anyio.sleep(self.rt.cfg.log_every_s)
+                await anyio.sleep(self.ctx.cfg.log_every_s)
                 log.info("progress: %s", self.line())
 
     def _refresh_bar(self) -> None:

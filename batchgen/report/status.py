@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from batchgen.errors import UsageError
+from batchgen import lifecycle as lc
+from batchgen.errors import StoreError, UsageError
 from batchgen.report.morning import report_text
 from batchgen.report.summary import iso
-from batchgen.store import db as st
-from batchgen.store import lock
+from batchgen.store import lock, views
 
 
 def read_status(out: Path) -> dict[str, Any]:
@@ -20,18 +19,11 @@ def read_status(out: Path) -> dict[str, Any]:
     db = out / ".batchgen" / "state.db"
     if not db.exists():
         raise UsageError(f"{out} holds no batchgen run (no {db})")
-    conn = st.connect(db, read_only=True)
     try:
-        counts = {state: n for state, n in
-                  conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state")}
-        cost, submits, in_doubt = conn.execute(
-            "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(submits), 0),"
-            " COALESCE(SUM(in_doubt), 0) FROM items").fetchone()
-        run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot read {db}: {exc}") from exc
-    finally:
-        conn.close()
+        snap = views.snapshot(db)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from exc
+    counts, run = snap.counts, snap.last_run
     live = lock.is_held(out / ".batchgen")
     summary = _load_json(out / "summary.json")
     last_run = None
@@ -46,11 +38,11 @@ def read_status(out: Path) -> dict[str, Any]:
     return {
         "out": str(out),
         "live": live,
-        "items": {state: counts.get(state, 0) for state in st.STATES} | {"total": total},
+        "items": {state: counts.get(state, 0) for state in lc.STATES} | {"total": total},
         "images_on_disk": _count_images(out / "images"),
-        "credits_spent": round(float(cost), 6),
-        "submits": int(submits),
-        "in_doubt_submits": int(in_doubt),
+        "credits_spent": round(snap.cost, 6),
+        "submits": snap.submits,
+        "in_doubt_submits": snap.in_doubt,
         "possible_duplicate_charges": (summary or {}).get("possible_duplicate_charges"),
         "last_run": last_run,
         "eta_s": _eta(run, counts, total) if live else None,
@@ -58,11 +50,11 @@ def read_status(out: Path) -> dict[str, Any]:
     }
 
 
-def _eta(run: sqlite3.Row | None, counts: dict[str, int], total: int) -> float | None:
+def _eta(run: dict[str, Any] | None, counts: dict[str, int], total: int) -> float | None:
     """Seconds left at the pace of the live run so far (None before anything finished)."""
     if run is None:
         return None
-    done = counts.get(st.COMPLETED, 0) + counts.get(st.FAILED, 0)
+    done = counts.get(lc.COMPLETED, 0) + counts.get(lc.FAILED, 0)
     elapsed = time.time() - run["started_at"]
     if done == 0 or elapsed <= 0:
         return None
@@ -86,7 +78,7 @@ def _load_json(path: Path) -> dict[str, Any] | None:
 
 def describe_status(report: dict[str, Any]) -> str:
     items = report["items"]
-    states = ", ".join(f"{state} {items[state]}" for state in st.STATES if items[state])
+    states = ", ".join(f"{state} {items[state]}" for state in lc.STATES if items[state])
     last = report["last_run"] or {}
     lines = [
         f"{report['out']}: {'RUNNING' if report['live'] else 'idle'}; "

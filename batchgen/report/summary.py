@@ -6,18 +6,21 @@ import statistics
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from batchgen import lifecycle as lc
 from batchgen.engine.runstate import LIMIT_STOPS, STOP_FATAL, STOP_INTERRUPTED, STOP_TERMINATED
+from batchgen.exits import (
+    EXIT_FATAL_API,
+    EXIT_INTERRUPTED,
+    EXIT_ITEMS_FAILED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+)
 from batchgen.report.morning import morning_report, report_text
-from batchgen.store import db as st
 
 if TYPE_CHECKING:
     from batchgen.config import RunConfig
-    from batchgen.engine.runtime import Runtime
+    from batchgen.engine.context import JobContext
 
-EXIT_OK, EXIT_ITEMS_FAILED, EXIT_FATAL_API = 0, 1, 3
-# A run that ended on an unexpected error: its summary says so, with the error.
-EXIT_CRASHED = EXIT_ITEMS_FAILED
-EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 def iso(timestamp: float) -> str:
@@ -33,33 +36,35 @@ def percentile(values: list[float], share: float) -> float | None:
     return cuts[min(98, max(0, round(share * 100) - 1))]
 
 
-def exit_code(rt: Runtime, counts: dict[str, int]) -> int:
-    """0 all done; 1 some items failed or undelivered; 3 fatal API answer; 130/143 signal."""
-    if rt.stop.reason == STOP_TERMINATED:
+def exit_code(ctx: JobContext, counts: dict[str, int]) -> int:
+    """0 all done; 1 some items failed or undelivered; 3 fatal API answer, or every model
+    refused; 130/143 signal."""
+    c, reason = ctx.counters, ctx.stop.reason
+    if reason == STOP_TERMINATED:
         return EXIT_TERMINATED
-    if rt.stop.reason == STOP_INTERRUPTED:
+    if reason == STOP_INTERRUPTED:
         return EXIT_INTERRUPTED
-    if rt.stop.reason == STOP_FATAL:
+    if reason == STOP_FATAL:
         return EXIT_FATAL_API
-    if counts.get(st.FAILED, 0) or rt.counters.not_delivered or rt.counters.unfinished:
+    if c.refused_models and not (c.accepted or c.adopted or c.resumed_jobs or c.completed):
+        return EXIT_FATAL_API  # the refusals left nothing that could run
+    if counts.get(lc.FAILED, 0) or c.not_delivered or c.unfinished:
         return EXIT_ITEMS_FAILED
     # Jobs started but not finished (in doubt, submitted, paid and not written): never
     # "done", whatever stopped the run.
-    started = sum(counts.get(s, 0) for s in (st.SUBMITTING, st.IN_DOUBT, st.SUBMITTED,
-                                             st.FETCHED))
-    if started or (counts.get(st.PENDING, 0) and rt.stop.reason not in LIMIT_STOPS):
+    started = sum(counts.get(s, 0) for s in lc.STARTED)
+    if started or (counts.get(lc.PENDING, 0) and reason not in LIMIT_STOPS):
         return EXIT_ITEMS_FAILED  # not everything done, and not because the user said so
     return EXIT_OK
 
 
-def build_summary(cfg: RunConfig, rt: Runtime, *, counts: dict[str, int],
+def build_summary(cfg: RunConfig, ctx: JobContext, *, counts: dict[str, int],
                   totals: dict[str, float], started: float, ended: float,
                   manifest_items: int) -> dict[str, Any]:
     """Everything a person checks in the morning, as one JSON-ready dict."""
-    c = rt.counters
+    c = ctx.counters
     stored = sum(counts.values())
-    in_flight = sum(counts.get(s, 0) for s in (st.SUBMITTING, st.IN_DOUBT, st.SUBMITTED,
-                                               st.FETCHED))
+    in_flight = sum(counts.get(s, 0) for s in lc.STARTED)
     jobs_polled = max(1, c.result_fetches)
     return {
         "manifest": str(cfg.manifest),
@@ -67,13 +72,14 @@ def build_summary(cfg: RunConfig, rt: Runtime, *, counts: dict[str, int],
         "started_at": iso(started),
         "ended_at": iso(ended),
         "duration_s": round(ended - started, 3),
-        "stop_reason": rt.stop.reason,
-        "fatal_error": str(rt.stop.fatal) if rt.stop.fatal else None,
+        "stop_reason": ctx.stop.reason,
+        "fatal_error": str(ctx.stop.fatal) if ctx.stop.fatal else None,
         "items": {
             "in_manifest": manifest_items,
-            "completed": counts.get(st.COMPLETED, 0),
-            "failed": counts.get(st.FAILED, 0),
-            "pending": counts.get(st.PENDING, 0),
+            "completed": counts.get(lc.COMPLETED, 0),
+            "failed": counts.get(lc.FAILED, 0),
+            # Items a stopped run never read into the store are pending too.
+            "pending": counts.get(lc.PENDING, 0) + max(0, manifest_items - stored),
             "unfinished": in_flight,
             "not_in_manifest": max(0, stored - manifest_items),
         },
@@ -84,7 +90,8 @@ def build_summary(cfg: RunConfig, rt: Runtime, *, counts: dict[str, int],
             "skipped_failed": c.skipped_failed,
             "resumed_jobs": c.resumed_jobs,
             "redownloads": c.redownloads,
-            "submits": c.submits,
+            "submits": c.accepted,
+            "submit_attempts": c.submit_attempts,
             "images": c.images,
             "image_bytes": c.image_bytes,
             "status_polls": c.polls,
@@ -106,6 +113,7 @@ def build_summary(cfg: RunConfig, rt: Runtime, *, counts: dict[str, int],
         "adopted_from_history": c.adopted,
         "recovered_from_history": c.recovered_from_history,
         "possible_duplicate_charges": c.possible_duplicates,
+        "refused_models": dict(c.refused_models),
         "errors_by_cause": dict(c.errors.most_common()),
         "timing": {
             "queue_time_p50": percentile(c.queue_times.values, 0.5),
@@ -113,7 +121,7 @@ def build_summary(cfg: RunConfig, rt: Runtime, *, counts: dict[str, int],
             "inference_time_p50": percentile(c.inference_times.values, 0.5),
             "inference_time_p95": percentile(c.inference_times.values, 0.95),
         },
-        "rate": {"rpm_limit": cfg.rpm, "rpm_at_end": rt.limiter.current_rpm},
+        "rate": {"rpm_limit": cfg.rpm, "rpm_at_end": ctx.gate.limiter.current_rpm},
     }
 
 

@@ -1,0 +1,95 @@
+"""The last two stages: write each harvest's images to disk, then make the delivery
+durable (the ``delivered`` or ``undelivered`` event) and append it to results.jsonl.
+
+A download keeps capacity of its own, so slow image hosts never hold a submit slot.
+Each image goes to a temporary file beside its final name, fsynced, and is renamed into
+place; its size, SHA-256 and modification time are recorded, so a resume can tell that
+the file on disk is still the one written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from batchgen.api.results import number
+from batchgen.engine.context import JobContext
+from batchgen.engine.follow import Harvest
+from batchgen.errors import ApiError
+from batchgen.lifecycle import COMPLETED
+from batchgen.output.files import extension_for, image_name, place_image, stamp, temp_path
+from batchgen.output.results import ResultsLog, line
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """A harvest whose images are on disk, or that could not be written."""
+
+    harvest: Harvest
+    files: list[dict[str, Any]]
+    error: str | None
+
+
+async def download_stage(ctx: JobContext, receive: MemoryObjectReceiveStream[Harvest],
+                         send: MemoryObjectSendStream[Delivered]) -> None:
+    """Write each harvest's images atomically."""
+    async with receive, send:
+        async for harvest in receive:
+            try:
+                files = [await _write_image(ctx, harvest, k)
+                         for k in range(len(harvest.outputs))]
+            except (ApiError, OSError) as exc:
+                await send.send(Delivered(harvest, [], str(exc)))
+            else:
+                await send.send(Delivered(harvest, files, None))
+
+
+async def _write_image(ctx: JobContext, harvest: Harvest, index: int) -> dict[str, Any]:
+    images: Path = ctx.cfg.images_dir
+    output = harvest.outputs[index]
+    item_id = harvest.item.id
+    done = await ctx.calls.image(output, temp_path(images, item_id, index))
+    ext = extension_for(done.content_type or output.content_type, output.url)
+    final = images / image_name(item_id, index, len(harvest.outputs), ext)
+    mtime_ns = await anyio.to_thread.run_sync(_place, done.path, final)
+    ctx.counters.images += 1
+    ctx.counters.image_bytes += done.bytes
+    return {"path": str(final.relative_to(ctx.cfg.out)), "bytes": done.bytes,
+            "sha256": done.sha256, "content_type": done.content_type, "mtime_ns": mtime_ns}
+
+
+def _place(temp: Path, final: Path) -> int:
+    place_image(temp, final)
+    return stamp(final)
+
+
+async def sink_stage(ctx: JobContext, receive: MemoryObjectReceiveStream[Delivered],
+                     results: ResultsLog) -> None:
+    """Make each delivery durable in the store, then append it to results.jsonl."""
+    async with receive:
+        async for delivered in receive:
+            harvest = delivered.harvest
+            item = harvest.item
+            if delivered.error is not None:
+                # Paid for but not on disk: stays fetched so the next run downloads it.
+                await ctx.life.fire("undelivered", item, message=delivered.error,
+                                    error_class="download")
+                continue
+            await ctx.life.fire("delivered", item, files=delivered.files)
+            metrics = harvest.result.get("metrics") or {}
+            for key, bucket in (("queue_time", ctx.counters.queue_times),
+                                ("inference_time", ctx.counters.inference_times)):
+                value = number(metrics.get(key))
+                if value is not None:
+                    bucket.add(value)
+            cost = harvest.cost if harvest.cost is not None else number(metrics.get("cost"))
+            await results.append(line(item_id=item.id, state=COMPLETED, model=item.model,
+                                      request_id=harvest.request_id, files=delivered.files,
+                                      result=harvest.result, params=item.params, cost=cost))

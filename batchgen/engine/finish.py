@@ -1,0 +1,79 @@
+"""After a run: results.jsonl, the summary, failed.jsonl, the gallery, the runs row, and
+the notify command, all from the store."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from batchgen.config import RunConfig
+from batchgen.engine.context import JobContext
+from batchgen.exits import EXIT_CRASHED
+from batchgen.output.results import export_results, write_summary
+from batchgen.report.gallery import write_gallery
+from batchgen.report.morning import morning_report, run_notify, top_errors, write_failed
+from batchgen.report.summary import build_summary, exit_code
+from batchgen.store.runs import end_run
+
+
+async def finish(ctx: JobContext, *, run_id: int, started: float, manifest_items: int,
+                 failure: BaseException | None) -> dict[str, Any]:
+    """Write the end-of-run files and the runs row; returns the summary.
+
+    Written after a crash too (with the error), so that the morning's files never
+    describe an older run; a second failure while writing them is logged, and the first
+    one is what the caller sees.
+    """
+    cfg, clock = ctx.cfg, ctx.clock
+    db = cfg.state_dir / "state.db"
+    summary: dict[str, Any] = {}
+    try:
+        await anyio.to_thread.run_sync(export_results, db, cfg.out)
+        counts = await ctx.items.counts()
+        totals = await ctx.items.totals()
+        summary = build_summary(cfg, ctx, counts=counts, totals=totals, started=started,
+                                ended=clock.wall(), manifest_items=manifest_items)
+        summary["exit_code"] = exit_code(ctx, counts) if failure is None else EXIT_CRASHED
+        summary["error"] = None if failure is None else f"{type(failure).__name__}: {failure}"
+        await anyio.to_thread.run_sync(write_views, db, cfg.out, summary)
+        await end_run(ctx.items.db, run_id, now=clock.wall(), summary=summary,
+                      exit_code=summary["exit_code"])
+    except Exception:
+        if failure is None:
+            raise
+        logging.getLogger(__name__).exception(
+            "the summary could not be written after the run failed")
+        return summary
+    if cfg.notify_cmd:
+        await anyio.to_thread.run_sync(run_notify, cfg.notify_cmd, cfg.out / "summary.json")
+    return summary
+
+
+def write_views(db: Path, out: Path, summary: dict[str, Any]) -> None:
+    """The files people read in the morning, all from the store. Blocking.
+
+    ``failed.jsonl`` and ``summary.json`` must be written; the gallery is a convenience
+    whose failure is logged, never the run's.
+    """
+    summary["report"] = morning_report(summary, errors=top_errors(db))
+    summary["failed_items"] = write_failed(db, out)
+    try:
+        write_gallery(db, out)
+    except Exception:
+        logging.getLogger(__name__).exception(
+            "the gallery could not be written; run `batchgen gallery %s`", out)
+    write_summary(out, summary)
+
+
+def options_of(cfg: RunConfig) -> dict[str, Any]:
+    """The run's options for the runs table, without the key."""
+    return {
+        "base_url": cfg.base_url, "concurrency": cfg.concurrency, "rpm": cfg.rpm,
+        "rate_scope": cfg.rate_scope, "max_cost": cfg.max_cost, "max_items": cfg.max_items,
+        "on_expired": cfg.on_expired, "on_in_doubt": cfg.on_in_doubt,
+        "retry_failed": cfg.retry_failed, "retry_failed_jobs": cfg.retry_failed_jobs,
+        "allow_unknown_params": cfg.allow_unknown_params,
+    }

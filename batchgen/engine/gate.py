@@ -1,0 +1,78 @@
+"""The gate every POST passes: the stop switch, the deadline, the budget, a rate permit.
+
+An item's intent is recorded only once it is through, right before its POST leaves, so
+an item still waiting here when the run stops never comes back "in doubt". A stop (a
+signal, the deadline, ``--max-cost``, a fatal answer) cancels every wait at the gate at
+once, so no POST leaves after it.
+"""
+
+from __future__ import annotations
+
+from batchgen.api.ratelimit import RateLimiter
+from batchgen.clock import Clock
+from batchgen.engine.budget import Budget, Reservation
+from batchgen.engine.runstate import STOP_BUDGET, STOP_DEADLINE, STOP_UNREACHABLE, StopSwitch
+
+# Submits in a row that could not reach the API, each after its own retries, before the
+# gate closes: the API is down, and every further item would only wait.
+UNREACHABLE_STREAK = 3
+
+
+class Gate:
+    """Decides whether, and when, the next POST may leave."""
+
+    def __init__(self, *, stop: StopSwitch, clock: Clock, limiter: RateLimiter,
+                 budget: Budget, deadline_wall: float | None) -> None:
+        self.stop = stop
+        self.budget = budget
+        self.limiter = limiter
+        self._clock = clock
+        self._deadline = deadline_wall
+        self._unreachable = 0
+
+    def closed(self) -> bool:
+        """True once nothing more may be submitted (passing the deadline closes it)."""
+        if not self.stop.stopped and self._deadline is not None \
+                and self._clock.wall() >= self._deadline:
+            self.stop.stop(STOP_DEADLINE)
+        return self.stop.stopped
+
+    async def enter(self, samples: int) -> Reservation | None:
+        """Wait until a POST of ``samples`` images may leave; None when none may."""
+        if self.closed():
+            return None
+        reservation = await self.stop.unless_stopped(lambda: self.budget.reserve(samples))
+        if reservation is None:
+            if not self.stop.stopped:
+                self.stop.stop(STOP_BUDGET)
+            return None
+        granted = await self.stop.unless_stopped(self._permit)
+        if granted is None or self.closed():
+            self.budget.release(reservation)
+            return None
+        return reservation
+
+    def reached(self, reached: bool) -> None:
+        """Whether a submit reached the API; a streak of failures closes the gate."""
+        self._unreachable = 0 if reached else self._unreachable + 1
+        if self._unreachable >= UNREACHABLE_STREAK:
+            self.stop.stop(STOP_UNREACHABLE)
+
+    async def _permit(self) -> bool:
+        await self.limiter.acquire()
+        return True
+
+    async def pause(self, seconds: float) -> bool:
+        """Back off before a retried submit; False when a stop came first."""
+        return await self.stop.unless_stopped(lambda: self._sleep(seconds)) is not None
+
+    async def _sleep(self, seconds: float) -> bool:
+        await self._clock.sleep(seconds)
+        return True
+
+    async def watch_deadline(self) -> None:
+        """Close the gate at the deadline, waking every waiter (run beside the stages)."""
+        if self._deadline is None:
+            return
+        await self._clock.sleep(max(0.0, self._deadline - self._clock.wall()))
+        self.closed()

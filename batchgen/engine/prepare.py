@@ -1,0 +1,71 @@
+"""Before a run: the manifest checked (or known unchanged), and OUT cleared of leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from batchgen.config import RunConfig
+from batchgen.errors import ManifestError, UsageError
+from batchgen.manifest.reader import JSONL_SUFFIXES, ManifestReader
+from batchgen.store.runs import validated_with
+
+log = logging.getLogger(__name__)
+
+
+def validate(cfg: RunConfig) -> ManifestReader:
+    """A full pass over the manifest; raises ManifestError before anything is sent."""
+    reader = ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params)
+    if not reader.check():
+        errors = [p for p in reader.problems if p.severity == "error"]
+        raise ManifestError(errors, total=reader.errors)
+    for problem in reader.problems:
+        log.warning("%s", problem, extra={"event": "manifest.warning"})
+    return reader
+
+
+def file_hash(path: Path) -> str:
+    """A digest of the manifest's bytes, to know it again on resume."""
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise UsageError(f"cannot read the manifest {path}: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
+def validated_before(cfg: RunConfig, digest: str) -> bool:
+    """True when an earlier run into OUT validated this very JSONL file with these options.
+
+    Resuming a million-line manifest then skips the separate validation pass (the run's
+    own reading still checks every item). YAML may name an ``items_file`` that its own
+    hash does not cover, so YAML is always validated first.
+    """
+    if cfg.manifest.suffix.lower() not in JSONL_SUFFIXES:
+        return False
+    return any(options.get("allow_unknown_params") == cfg.allow_unknown_params
+               for options in validated_with(cfg.state_dir / "state.db", digest))
+
+
+def prepared_reader(cfg: RunConfig) -> tuple[ManifestReader, str]:
+    """The manifest's reader (validated unless known unchanged) and its digest. Blocking."""
+    digest = file_hash(cfg.manifest)
+    if validated_before(cfg, digest):
+        return ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params), digest
+    return validate(cfg), digest
+
+
+def remove_leftovers(out: Path) -> int:
+    """Delete the temporary files a killed run left in OUT and OUT/images. Blocking."""
+    removed = 0
+    for folder in (out, out / "images"):
+        for leftover in folder.glob(".tmp-*"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    if removed:
+        log.info("removed %d temporary files left by an earlier run", removed,
+                 extra={"event": "run.leftovers"})
+    return removed

@@ -1,0 +1,124 @@
+"""One run from start to end: prepare, lock OUT, open the store and the API, run the
+stages, and write the end-of-run files whatever happened."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+
+from batchgen.api.ratelimit import RateLimiter
+from batchgen.api.session import Endpoints, open_api
+from batchgen.clock import Clock, SystemClock
+from batchgen.config import RunConfig
+from batchgen.engine.budget import Budget
+from batchgen.engine.calls import Calls
+from batchgen.engine.context import JobContext
+from batchgen.engine.finish import finish, options_of
+from batchgen.engine.gate import Gate
+from batchgen.engine.pipeline import run_stages
+from batchgen.engine.prepare import prepared_reader, remove_leftovers
+from batchgen.engine.runstate import Counters, DurationEstimate, StopSwitch
+from batchgen.engine.twins import BodyLocks
+from batchgen.lifecycle import Lifecycle
+from batchgen.manifest.reader import ManifestReader
+from batchgen.store import lock
+from batchgen.store.db import Database
+from batchgen.store.items import ItemStore
+from batchgen.store.runs import start_run
+
+
+async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
+                       handle_signals: bool = False) -> dict[str, Any]:
+    """Run ``cfg`` to the end; returns the summary (also written to OUT/summary.json)."""
+    clock = clock or SystemClock()
+    reader, digest = await anyio.to_thread.run_sync(prepared_reader, cfg)
+    cfg.images_dir.mkdir(parents=True, exist_ok=True)
+    with lock.hold(cfg.state_dir, cfg.out):
+        # Holding the lock, nobody else writes here: half-written files of a killed run
+        # can go.
+        await anyio.to_thread.run_sync(remove_leftovers, cfg.out)
+        db = await Database.open(cfg.state_dir / "state.db")
+        try:
+            return await _run_locked(cfg, clock, reader, ItemStore(db), digest,
+                                     handle_signals)
+        finally:
+            await db.aclose()
+
+
+async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, items: ItemStore,
+                      digest: str, handle_signals: bool) -> dict[str, Any]:
+    started = clock.wall()
+    run_id = await start_run(items.db, manifest=str(cfg.manifest), manifest_hash=digest,
+                             options=options_of(cfg), now=started, pid=os.getpid())
+    ctx: JobContext | None = None
+    failure: BaseException | None = None
+    summary: dict[str, Any] = {}
+    try:
+        async with open_api(_endpoints(cfg), clock) as (client, files):
+            counters = Counters()
+            limiter = RateLimiter(rpm=cfg.rpm, clock=clock, start_rpm=cfg.start_rpm,
+                                  window_s=cfg.rate_window_s)
+            rng = random.Random(cfg.seed)
+            ctx = JobContext(
+                cfg=cfg, clock=clock, items=items, rng=rng, twins=BodyLocks(),
+                calls=Calls(client, files, limiter=limiter, counters=counters, clock=clock,
+                            rng=rng, cfg=cfg),
+                life=Lifecycle(items.transition, counters, clock),
+                gate=Gate(stop=StopSwitch(), clock=clock, limiter=limiter,
+                          budget=Budget(cfg.max_cost, price=await items.last_price()),
+                          deadline_wall=cfg.submit_until_wall),
+                estimate=DurationEstimate(cfg.poll_first_s),
+            )
+            # A resumed run that skipped validation learns the total from the store.
+            total = reader.requests or sum((await items.counts()).values())
+            await run_stages(ctx, reader, total=total, handle_signals=handle_signals)
+    except BaseException as exc:
+        failure = first_cause(exc)
+        if failure is exc:
+            raise
+        # One error behind a task group's ExceptionGroup: the caller (and the CLI's exit
+        # code table) should see that error itself.
+        raise failure from None
+    finally:
+        if ctx is not None:
+            with anyio.CancelScope(shield=True), signals_held(handle_signals):
+                summary = await finish(ctx, run_id=run_id, started=started,
+                                       manifest_items=reader.requests, failure=failure)
+    return summary
+
+
+def _endpoints(cfg: RunConfig) -> Endpoints:
+    return Endpoints(base_url=cfg.base_url, history_url=cfg.history_url, api_key=cfg.api_key,
+                     timeout_s=cfg.request_timeout_s, api_connections=cfg.concurrency * 2,
+                     file_connections=cfg.download_concurrency * 2,
+                     max_image_bytes=cfg.max_image_bytes)
+
+
+@contextlib.contextmanager
+def signals_held(hold: bool) -> Iterator[None]:
+    """Ignore SIGINT/SIGTERM while the end-of-run files are written (seconds, even for a
+    million items), so a stop cannot leave them half done; the stages have drained."""
+    if not hold or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT,
+                                                                    signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def first_cause(exc: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc

@@ -1,0 +1,221 @@
+"""Items in the checkpoint: the engine's reads, and the lifecycle's checked transitions.
+
+Every change of an item's state goes through ``ItemStore.transition``, which applies one
+``lifecycle.Event`` as one statement guarded by the event's from-states; the few other
+writes (``add``, ``refresh_files``) change no state.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from batchgen.lifecycle import COMPLETED, STARTED, Event, Outcome, State
+from batchgen.manifest.ids import canonical_json
+from batchgen.manifest.item import Item
+from batchgen.store.db import MAX_PARAMS, Database
+
+_COLUMNS = frozenset((
+    "id", "model", "body", "line", "state", "request_id", "status_url", "response_url",
+    "intent_at", "submitted_at", "submits", "in_doubt", "resubmits", "job_failures",
+    "last_error", "error_class", "result", "files", "cost", "updated_at",
+))
+_COUNTERS = frozenset(("submits", "in_doubt", "resubmits", "job_failures"))
+
+
+@dataclass(frozen=True, slots=True)
+class ItemRecord:
+    """An item's row as stored."""
+
+    id: str
+    model: str
+    params: dict[str, Any]
+    line: int | None
+    state: State
+    request_id: str | None
+    status_url: str | None
+    response_url: str | None
+    intent_at: float | None
+    submitted_at: float | None
+    submits: int
+    in_doubt: int
+    resubmits: int
+    job_failures: int
+    last_error: str | None
+    error_class: str | None
+    result: dict[str, Any] | None
+    files: list[dict[str, Any]] | None
+    cost: float | None
+
+    def as_item(self, file: str) -> Item:
+        return Item(self.id, self.model, self.params, file, self.line)
+
+
+def record_of(row: sqlite3.Row) -> ItemRecord:
+    return ItemRecord(
+        id=row["id"], model=row["model"], params=json.loads(row["body"]), line=row["line"],
+        state=State(row["state"]), request_id=row["request_id"],
+        status_url=row["status_url"], response_url=row["response_url"],
+        intent_at=row["intent_at"], submitted_at=row["submitted_at"],
+        submits=row["submits"], in_doubt=row["in_doubt"], resubmits=row["resubmits"],
+        job_failures=row["job_failures"], last_error=row["last_error"],
+        error_class=row["error_class"],
+        result=json.loads(row["result"]) if row["result"] else None,
+        files=json.loads(row["files"]) if row["files"] else None,
+        cost=row["cost"],
+    )
+
+
+def _stored(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+def transition_op(event: Event, item_id: str, now: float,
+                  values: Mapping[str, Any]) -> Any:
+    """The statement of one event on one item, guarded by its from-states."""
+    fields = {k: v for k, v in values.items() if k != "posts"}
+    if not set(fields) <= _COLUMNS:
+        raise ValueError(f"unknown columns {sorted(set(fields) - _COLUMNS)}")
+    sets = ["state = ?", "updated_at = ?"]
+    args: list[Any] = [event.target.value, now]
+    for name, value in fields.items():
+        keep = name in event.keep_first
+        sets.append(f"{name} = COALESCE({name}, ?)" if keep else f"{name} = ?")
+        args.append(_stored(value))
+    sets += [f"{name} = NULL" for name in sorted(event.clears - set(fields))]
+    bumps = [(name, 1) for name in event.bumps]
+    if values.get("posts"):
+        bumps.append(("submits", int(values["posts"])))
+    for name, step in bumps:
+        assert name in _COUNTERS
+        sets.append(f"{name} = {name} + ?")
+        args.append(step)
+    sources = sorted(s.value for s in event.sources)
+    where = f"id = ? AND state IN ({','.join('?' * len(sources))})"
+    request_id = fields.get("request_id")
+    sql = f"UPDATE items SET {', '.join(sets)} WHERE {where}"
+
+    def op(conn: sqlite3.Connection) -> Outcome | str | None:
+        if event.claims and conn.execute(
+                "SELECT 1 FROM items WHERE request_id = ? AND id != ?",
+                (request_id, item_id)).fetchone():
+            row = conn.execute("SELECT state FROM items WHERE id = ?", (item_id,)).fetchone()
+            return "claimed" if row and row[0] in sources else (row[0] if row else None)
+        if conn.execute(sql, [*args, item_id, *sources]).rowcount == 1:
+            return "ok"
+        row = conn.execute("SELECT state FROM items WHERE id = ?", (item_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    return op
+
+
+class ItemStore:
+    """The engine's view of the items table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def transition(self, event: Event, item_id: str, now: float,
+                         values: Mapping[str, Any]) -> Outcome | str | None:
+        """Apply ``event``; "ok", "claimed", or the state the item was found in."""
+        result: Outcome | str | None = await self.db.write(
+            transition_op(event, item_id, now, values))
+        return result
+
+    async def add(self, items: Sequence[Item], now: float) -> None:
+        """Insert new items as pending (the ``add`` event); existing rows are left alone."""
+        # Canonical JSON, so that identical items have identical bodies (twins).
+        rows = [(i.id, i.model, canonical_json(i.params), i.line, "pending", now)
+                for i in items]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR IGNORE INTO items (id, model, body, line, state, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+        await self.db.write(op)
+
+    async def refresh_files(self, item_id: str, files: list[dict[str, Any]]) -> None:
+        """Record the files' new modification times after their hashes were checked."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE items SET files = ? WHERE id = ? AND state = ?",
+                         (json.dumps(files), item_id, COMPLETED.value))
+
+        await self.db.write(op)
+
+    async def lookup(self, ids: Sequence[str]) -> dict[str, ItemRecord]:
+        """The stored rows of ``ids`` that exist."""
+
+        def query(conn: sqlite3.Connection) -> dict[str, ItemRecord]:
+            found: dict[str, ItemRecord] = {}
+            for start in range(0, len(ids), MAX_PARAMS):
+                part = list(ids[start:start + MAX_PARAMS])
+                marks = ",".join("?" * len(part))
+                rows = conn.execute(f"SELECT * FROM items WHERE id IN ({marks})", part)
+                found.update((row["id"], record_of(row)) for row in rows)
+            return found
+
+        if not ids:
+            return {}
+        result: dict[str, ItemRecord] = await self.db.read(query)
+        return result
+
+    async def get(self, item_id: str) -> ItemRecord | None:
+        return (await self.lookup([item_id])).get(item_id)
+
+    async def claimed(self, request_ids: Sequence[str]) -> set[str]:
+        """Which of ``request_ids`` some item already holds."""
+
+        def query(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(request_ids), MAX_PARAMS):
+                part = list(request_ids[start:start + MAX_PARAMS])
+                marks = ",".join("?" * len(part))
+                rows = conn.execute(
+                    f"SELECT request_id FROM items WHERE request_id IN ({marks})", part)
+                found.update(row[0] for row in rows)
+            return found
+
+        if not request_ids:
+            return set()
+        result: set[str] = await self.db.read(query)
+        return result
+
+    async def started(self) -> int:
+        """How many items are begun and not finished (they need this run's attention)."""
+        return int(await self.db.read(lambda conn: conn.execute(
+            f"SELECT COUNT(*) FROM items WHERE state IN ({','.join('?' * len(STARTED))})",
+            [s.value for s in STARTED]).fetchone()[0]))
+
+    async def last_price(self) -> float | None:
+        """Cost per image of the most recently finished priced job, if any."""
+
+        def query(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(
+                "SELECT cost, body FROM items WHERE state = ? AND cost IS NOT NULL"
+                " ORDER BY updated_at DESC LIMIT 1", (COMPLETED.value,)).fetchone()
+            if row is None:
+                return None
+            samples = json.loads(row["body"]).get("samples", 1)
+            count = samples if isinstance(samples, int) and samples > 0 else 1
+            return float(row["cost"]) / count
+
+        result: float | None = await self.db.read(query)
+        return result
+
+    async def counts(self) -> dict[str, int]:
+        """Items per state."""
+        rows = await self.db.read(lambda conn: conn.execute(
+            "SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
+        return {state: n for state, n in rows}
+
+    async def totals(self) -> dict[str, float]:
+        """Credits spent and per-item counters summed over every item."""
+        row = await self.db.read(lambda conn: conn.execute(
+            "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(submits), 0),"
+            " COALESCE(SUM(in_doubt), 0), COALESCE(SUM(resubmits), 0) FROM items").fetchone())
+        return {"cost": row[0], "submits": row[1], "in_doubt": row[2], "resubmits": row[3]}
