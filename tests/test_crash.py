@@ -15,9 +15,11 @@ from typing import Any
 
 import anyio
 from conftest import StartServer
+from stores import records
 from test_run import png_size, results, write_manifest
 
 from batchgen.server import LocalServer
+from batchgen.server.stats import body_key
 
 # How often the test looks at the server's counters while a child runs.
 LOOK_EVERY_S = 0.01
@@ -125,6 +127,11 @@ async def test_sigkill_loop_loses_nothing(local_server: StartServer, tmp_path: P
     # Every body accepted twice must be one the store recorded as in doubt.
     assert stats["duplicate_bodies"] <= report["in_doubt_submits"]
     assert stats["submits_accepted"] <= count + report["in_doubt_submits"]
+    # ... and belong to an item whose own submit really was in doubt.
+    doubted = {body_key(r.model, r.params) for r in await records(out / ".batchgen" / "state.db")
+               if r.in_doubt}
+    twice = {key for key, n in stats["accepted_by_body"].items() if n > 1}
+    assert twice <= doubted
 
 
 def status_json(out: Path) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from collections import deque
 import anyio
 
 from batchgen.clock import Clock
+from batchgen.config import DEFAULT_START_RPM
 
-DEFAULT_START_RPM = 50.0
 DEFAULT_PAUSE_S = 1.0
 MAX_RPM = 10_000.0
 MIN_RPM = 1.0

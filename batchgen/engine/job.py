@@ -34,7 +34,16 @@ from batchgen.errors import (
     RejectedError,
     RequestExpiredError,
 )
-from batchgen.lifecycle import FETCHED, PAID, SUBMITTED, SUBMITTING, State, may_pay_again
+from batchgen.lifecycle import (
+    FETCHED,
+    HAS_JOB,
+    OUTCOME_UNKNOWN,
+    PAID,
+    SUBMITTED,
+    SUBMITTING,
+    State,
+    may_pay_again,
+)
 from batchgen.manifest.item import Item
 from batchgen.store.items import ItemRecord
 
@@ -56,11 +65,11 @@ async def run_job(ctx: JobContext, item: Item, record: ItemRecord | None,
     state = record.state if record else State.PENDING
     sub: Submitted | None = None
     submitted_at = ctx.clock.wall()
-    if record is not None and record.request_id and state in (SUBMITTED, *PAID):
+    if record is not None and record.request_id and state in HAS_JOB:
         ctx.counters.resumed_jobs += 1
         sub = ctx.calls.submitted(record.request_id, record.status_url, record.response_url)
         submitted_at = record.submitted_at or submitted_at
-    elif state in (SUBMITTING, State.IN_DOUBT):
+    elif state in OUTCOME_UNKNOWN:
         # A run died between intent and answer: did that POST create a job?
         if state == SUBMITTING:
             await ctx.life.fire("doubted", item, message="the run stopped mid-submit",

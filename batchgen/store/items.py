@@ -50,9 +50,6 @@ class ItemRecord:
     files: list[dict[str, Any]] | None
     cost: float | None
 
-    def as_item(self, file: str) -> Item:
-        return Item(self.id, self.model, self.params, file, self.line)
-
 
 def record_of(row: sqlite3.Row) -> ItemRecord:
     return ItemRecord(

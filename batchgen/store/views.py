@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.errors import StoreError
-from batchgen.lifecycle import COMPLETED, FAILED, FETCHED
+from batchgen.lifecycle import FAILED, FETCHED, FINISHED
 from batchgen.store.db import connect
 from batchgen.store.items import ItemRecord, record_of
 
+_FINISHED = ",".join("?" * len(FINISHED))
 # Failed items, and items paid for whose images could not be written (they stay fetched).
 _FAILED_ROWS = "FROM items WHERE state = ? OR (state = ? AND error_class = 'download')"
 
@@ -28,8 +29,8 @@ def iter_finished(path: Path, *, limit: int = -1) -> Iterator[ItemRecord]:
     conn = connect(path, read_only=True)
     try:
         cursor = conn.execute(
-            "SELECT * FROM items WHERE state IN (?, ?) ORDER BY id LIMIT ?",
-            (COMPLETED.value, FAILED.value, limit))
+            f"SELECT * FROM items WHERE state IN ({_FINISHED}) ORDER BY id LIMIT ?",
+            (*sorted(FINISHED), limit))
         for row in cursor:
             yield record_of(row)
     finally:
@@ -40,8 +41,8 @@ def count_finished(path: Path) -> int:
     """How many rows are completed or failed."""
     conn = connect(path, read_only=True)
     try:
-        row = conn.execute("SELECT COUNT(*) FROM items WHERE state IN (?, ?)",
-                           (COMPLETED.value, FAILED.value)).fetchone()
+        row = conn.execute(f"SELECT COUNT(*) FROM items WHERE state IN ({_FINISHED})",
+                           sorted(FINISHED)).fetchone()
         return int(row[0])
     finally:
         conn.close()

@@ -1,0 +1,221 @@
+"""Exactly once, paid once: the lifecycle's defects, each run end to end against the
+local server (real processes where a signal or a kill is involved)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+
+import aiohttp
+from conftest import MODEL, StartServer
+from stores import TO_IN_DOUBT, records, seed
+from test_crash import accepted, child_log, finish, jsonl_manifest, start_child, watch
+from test_run import results, run, write_manifest
+
+import batchgen
+from batchgen.lifecycle import OUTCOME_UNKNOWN, PENDING
+from batchgen.manifest.reader import ManifestReader
+from batchgen.server import LocalServer
+
+TWINS = '{"prompt": "same", "seed": -1}\n' * 3
+
+
+def closed_url() -> str:
+    """A URL on a port where nothing listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+async def post_directly(server: LocalServer, params: dict[str, object]) -> str:
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{server.base_url}/v2/{MODEL}", json=params, headers={"x-api-key": server.api_key},
+    ) as answer:
+        return str((await answer.json())["request_id"])
+
+
+def db_of(out: Path) -> Path:
+    return out / ".batchgen" / "state.db"
+
+
+async def test_identical_interrupted_submits_are_adopted_and_delivered(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """Three identical items whose accepted POSTs were lost are all adopted on the next
+    run and delivered: no deadlock, nothing paid twice."""
+    server = await local_server(drop_after_rate=1.0)
+    manifest = write_manifest(tmp_path / "m.jsonl", TWINS)
+    out = tmp_path / "out"
+    # The connections die after each POST is accepted, and the history cannot be read:
+    # the run cannot tell, and leaves all three in doubt.
+    first = await batchgen.run(manifest, out=out, base_url=server.base_url,
+                               api_key=server.api_key, history_url=closed_url(),
+                               progress=False, rpm=6000, poll_first_s=0.05,
+                               retry_base_delay_s=0.001, history_wait_s=0.2)
+    assert first["exit_code"] == 1
+    assert [r.state for r in await records(db_of(out))] == ["in_doubt"] * 3
+    assert accepted(server) == 3
+    second = await run(server, manifest, out)
+    assert second["exit_code"] == 0
+    assert second["adopted_from_history"] == 3
+    assert second["possible_duplicate_charges"] == 0
+    assert accepted(server) == 3
+    assert sorted(line["request_id"] for line in results(out)) == sorted(
+        r.request_id or "" for r in await records(db_of(out)))
+    assert len({line["request_id"] for line in results(out)}) == 3
+
+
+async def test_fewer_jobs_than_identical_doubts_resends_only_the_rest(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """Three identical items in doubt and two matching jobs: two adoptions, and only the
+    third is sent again, counted as a possible duplicate charge."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.jsonl", TWINS)
+    items = list(ManifestReader(manifest).items())
+    intent_at = server.state.clock.wall() - 5
+    await seed(db_of(tmp_path / "out"), items, TO_IN_DOUBT, intent_at=intent_at)
+    for _ in range(2):
+        await post_directly(server, items[0].params)
+    summary = await run(server, manifest, tmp_path / "out")
+    assert summary["adopted_from_history"] == 2
+    assert summary["possible_duplicate_charges"] == 1
+    assert summary["items"]["completed"] == 3
+    assert accepted(server) == 3
+    assert len({line["request_id"] for line in results(tmp_path / "out")}) == 3
+
+
+async def test_sigterm_at_the_rate_limit_sends_nothing_more_and_leaves_no_doubt(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """Items waiting for a rate permit when SIGTERM comes are never sent and stay pending
+    (not in doubt): the next run finishes them with no history look-up, no duplicate."""
+    server = await local_server()
+    manifest = jsonl_manifest(tmp_path / "m.jsonl", 10)
+    out = tmp_path / "out"
+    child = start_child(server, manifest, out, "--rpm", "6", "--concurrency", "10",
+                        "--drain-timeout", "3")
+    assert await watch(child, lambda: accepted(server) >= 1)
+    child.send_signal(signal.SIGTERM)
+    assert await finish(child) == 143, child_log(manifest)
+    assert accepted(server) == 1  # the next permit was 10 s away: nothing left after
+    states = [r.state for r in await records(db_of(out))]
+    assert not OUTCOME_UNKNOWN & set(states), states
+    assert states.count(PENDING) == 9
+    child = start_child(server, manifest, out)
+    assert await finish(child) == 0, child_log(manifest)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["in_doubt_submits"] == 0
+    assert server.stats()["history"] == {}
+    assert server.stats()["duplicate_bodies"] == 0
+    assert accepted(server) == 10
+
+
+async def test_sigkill_while_waiting_for_permits_leaves_no_false_doubt(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """kill -9 while items wait at the rate limiter: only a POST that may really have
+    left can come back in doubt, and the resume pays for nothing twice."""
+    server = await local_server()
+    manifest = jsonl_manifest(tmp_path / "m.jsonl", 10)
+    out = tmp_path / "out"
+    child = start_child(server, manifest, out, "--rpm", "6", "--concurrency", "10")
+    assert await watch(child, lambda: accepted(server) >= 1)
+    child.kill()
+    await finish(child)
+    states = [r.state for r in await records(db_of(out))]
+    assert sum(s in OUTCOME_UNKNOWN for s in states) <= 1, states
+    child = start_child(server, manifest, out)
+    assert await finish(child) == 0, child_log(manifest)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["possible_duplicate_charges"] == 0
+    assert server.stats()["duplicate_bodies"] == 0
+    assert len(results(out)) == 10
+
+
+async def test_no_post_leaves_after_the_deadline(local_server: StartServer,
+                                                 tmp_path: Path) -> None:
+    """Items already waiting at the rate limiter when the deadline passes are not sent."""
+    server = await local_server()
+    manifest = jsonl_manifest(tmp_path / "m.jsonl", 10)
+    deadline = time.time() + 3.0
+    summary = await batchgen.run(manifest, out=tmp_path / "out", base_url=server.base_url,
+                                 api_key=server.api_key, history_url=server.base_url,
+                                 progress=False, rpm=30, concurrency=10, poll_first_s=0.05,
+                                 submit_until_wall=deadline)
+    assert summary["stop_reason"] == "deadline"
+    assert summary["exit_code"] == 0
+    # At 30 RPM a permit every 2 s: at t=0 and t=2, and the next would be past t=3.
+    assert accepted(server) == 2
+    assert summary["items"]["completed"] == 2
+    assert summary["items"]["pending"] == 8
+
+
+async def test_a_failed_redownload_is_not_reported_completed(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """A finished item whose image is gone and cannot be fetched again is no longer
+    "completed" in results.jsonl or the summary, and the run exits 1."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree, a red fox]\n")
+    out = tmp_path / "out"
+    await run(server, manifest, out)
+    lost = out / results(out)[0]["files"][0]["path"]
+    lost.unlink()
+    await server.close()  # its image host is gone with it
+    summary = await run(server, manifest, out, retry_base_delay_s=0.001)
+    assert summary["exit_code"] == 1
+    assert summary["items"]["completed"] == 1
+    assert summary["items"]["unfinished"] == 1
+    lines = results(out)
+    assert [line["status"] for line in lines] == ["completed"]
+    assert (out / lines[0]["files"][0]["path"]).exists()
+
+
+async def test_same_size_overwrite_is_found_and_downloaded_again(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """An image with 100 bytes overwritten in place (same size) is noticed on resume and
+    downloaded again from its stored URL, with no new submit."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
+    out = tmp_path / "out"
+    await run(server, manifest, out)
+    image = out / results(out)[0]["files"][0]["path"]
+    good = image.read_bytes()
+    with image.open("r+b") as handle:
+        handle.seek(len(good) // 2)
+        handle.write(b"\0" * 100)
+    assert image.stat().st_size == len(good) and image.read_bytes() != good
+    summary = await run(server, manifest, out)
+    assert image.read_bytes() == good
+    assert summary["this_run"]["redownloads"] == 1
+    assert accepted(server) == 1
+    untouched = await run(server, manifest, out)  # a file left alone is not hashed again
+    assert untouched["this_run"]["redownloads"] == 0
+
+
+async def test_a_refused_model_fails_its_items_and_the_others_run(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """One misspelled model slug (404) fails that model's items, sending only one of
+    them; the other model's items all complete, and the run exits 1."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", (
+        "items:\n"
+        "  - {prompt: one}\n"
+        "  - {prompt: two, model: sd15-epicrealsim}\n"
+        "  - {prompt: three}\n"
+        "  - {prompt: four, model: sd15-epicrealsim}\n"
+        "  - {prompt: five}\n"))
+    summary = await run(server, manifest, tmp_path / "out", concurrency=1)
+    assert summary["exit_code"] == 1
+    assert summary["items"]["completed"] == 3
+    assert summary["items"]["failed"] == 2
+    assert summary["errors_by_cause"] == {"model_refused": 2}
+    assert server.stats()["submits_rejected"] == {"404": 1}
+    failed = [line for line in results(tmp_path / "out") if line["status"] == "failed"]
+    assert all("404" in line["error"] for line in failed)
