@@ -50,6 +50,9 @@ class RunConfig:
     drain_timeout_s: float = 60.0
     retry_failed_jobs: int = 0
     retry_failed: bool = False
+    # A finished item whose parameters changed in the manifest keeps its old result
+    # instead of being generated again.
+    keep_changed: bool = False
     on_expired: Policy = "resubmit"
     on_in_doubt: Policy = "resubmit"
     history_wait_s: float = DEFAULT_HISTORY_WAIT_S

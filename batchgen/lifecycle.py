@@ -25,6 +25,7 @@ row count), then counts and logs it; an event fired from any other state raises
     failed       pending, in_doubt, submitted, failed      given up by policy
                  fetched
     retry        failed                        pending     --retry-failed
+    changed      pending, completed, failed    pending     its parameters changed in the manifest
 
 Whether an item may be paid for again is ``may_pay_again``: one function, beside the table.
 """
@@ -123,6 +124,8 @@ EVENTS: dict[str, Event] = {e.name: e for e in (
            bumps=("job_failures",), level=_WARN),
     _event("failed", {PENDING, IN_DOUBT, SUBMITTED, FETCHED}, FAILED, _ERROR, level=_WARN),
     _event("retry", {FAILED}, PENDING, clears=_FRESH, level=logging.INFO),
+    _event("changed", {PENDING, COMPLETED, FAILED}, PENDING, "body model line",
+           clears=_FRESH + " " + _JOB + " result files", level=logging.INFO),
 )}
 
 # What each event adds to this run's counters (``engine.runstate.Counters``).
@@ -137,6 +140,7 @@ _COUNTS: dict[str, tuple[str, ...]] = {
     "failed": ("failed",),
     "rejected": ("failed",),
     "retry": ("retried",),
+    "changed": ("changed",),
 }
 
 

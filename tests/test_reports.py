@@ -57,13 +57,25 @@ def mixed(tmp_path: Path) -> Path:
     return db
 
 
-def test_failed_file_lists_failed_and_undelivered_items(tmp_path: Path) -> None:
-    """failed.jsonl holds failed items and items stuck fetched by a download error."""
+def test_failed_file_lists_failed_items_only(tmp_path: Path) -> None:
+    """failed.jsonl holds failed items; a paid job whose images are not written yet is
+    not one (the next run writes it; re-running it elsewhere would pay again)."""
     db = mixed(tmp_path)
-    assert write_failed(db, tmp_path) == 3
+    assert write_failed(db, tmp_path) == 2
     lines = (tmp_path / "failed.jsonl").read_text(encoding="utf-8").splitlines()
     items = [json.loads(line) for line in lines if not line.startswith("#")]
-    assert [item["id"] for item in items] == ["blocked", "broken", "unwritten"]
+    assert [item["id"] for item in items] == ["blocked", "broken"]
+
+
+def test_failed_file_warns_that_a_lost_paid_output_pays_again(tmp_path: Path) -> None:
+    """A failed item whose paid output is lost says that running it again pays again."""
+    db, conn = store(tmp_path)
+    add(conn, "lost", "failed", error_class="download", last_error="output lost")
+    conn.close()
+    write_failed(db, tmp_path)
+    lines = (tmp_path / "failed.jsonl").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "# download: output lost"
+    assert "pays again" in lines[1] and lines[1].startswith("#")
 
 
 def test_failed_file_comment_names_group_class_and_message(tmp_path: Path) -> None:
@@ -72,7 +84,6 @@ def test_failed_file_comment_names_group_class_and_message(tmp_path: Path) -> No
     lines = (tmp_path / "failed.jsonl").read_text(encoding="utf-8").splitlines()
     assert lines[0] == "# safety_block: NSFW"
     assert lines[2] == "# server_error (job_failed): GPU fell over"
-    assert lines[4] == "# download: disk full"
 
 
 def test_failed_file_round_trips_through_the_manifest_reader(tmp_path: Path) -> None:
@@ -87,7 +98,7 @@ def test_failed_file_round_trips_through_the_manifest_reader(tmp_path: Path) -> 
     stored = {row[0]: json.loads(row[1]) for row in conn.execute("SELECT id, body FROM items")}
     conn.close()
     assert {item.id: item.params for item in items} == {
-        key: stored[key] for key in ("blocked", "broken", "unwritten")}
+        key: stored[key] for key in ("blocked", "broken")}
     assert {item.model for item in items} == {MODEL}
 
 

@@ -45,9 +45,13 @@ async def download_stage(ctx: JobContext, receive: MemoryObjectReceiveStream[Har
             try:
                 files = [await _write_image(ctx, harvest, k)
                          for k in range(len(harvest.outputs))]
-            except (ApiError, OSError) as exc:
+            except OSError as exc:  # the disk, not the image host: stop paying for more
+                ctx.gate.written(False)
+                await send.send(Delivered(harvest, [], f"cannot write the image: {exc}"))
+            except ApiError as exc:
                 await send.send(Delivered(harvest, [], str(exc)))
             else:
+                ctx.gate.written(True)
                 await send.send(Delivered(harvest, files, None))
 
 

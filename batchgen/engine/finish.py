@@ -32,10 +32,12 @@ async def finish(ctx: JobContext, *, run_id: int, started: float, manifest_items
     summary: dict[str, Any] = {}
     try:
         await anyio.to_thread.run_sync(export_results, db, cfg.out)
-        counts = await ctx.items.counts()
+        counts = await ctx.items.seen_counts()
+        stored = sum((await ctx.items.counts()).values())
         totals = await ctx.items.totals()
-        summary = build_summary(cfg, ctx, counts=counts, totals=totals, started=started,
-                                ended=clock.wall(), manifest_items=manifest_items)
+        summary = build_summary(cfg, ctx, counts=counts, stored=stored, totals=totals,
+                                started=started, ended=clock.wall(),
+                                manifest_items=manifest_items)
         summary["exit_code"] = exit_code(ctx, counts) if failure is None else EXIT_CRASHED
         summary["error"] = None if failure is None else f"{type(failure).__name__}: {failure}"
         await anyio.to_thread.run_sync(write_views, db, cfg.out, summary)

@@ -11,11 +11,20 @@ from __future__ import annotations
 from batchgen.api.ratelimit import RateLimiter
 from batchgen.clock import Clock
 from batchgen.engine.budget import Budget, Reservation
-from batchgen.engine.runstate import STOP_BUDGET, STOP_DEADLINE, STOP_UNREACHABLE, StopSwitch
+from batchgen.engine.runstate import (
+    STOP_BUDGET,
+    STOP_DEADLINE,
+    STOP_UNREACHABLE,
+    STOP_UNWRITABLE,
+    StopSwitch,
+)
 
 # Submits in a row that could not reach the API, each after its own retries, before the
 # gate closes: the API is down, and every further item would only wait.
 UNREACHABLE_STREAK = 3
+# Paid jobs in a row whose images could not be written to disk before the gate closes:
+# every further job would be paid for and not delivered (they stay resumable).
+UNWRITABLE_STREAK = 3
 
 
 class Gate:
@@ -29,6 +38,7 @@ class Gate:
         self._clock = clock
         self._deadline = deadline_wall
         self._unreachable = 0
+        self._unwritable = 0
 
     def closed(self) -> bool:
         """True once nothing more may be submitted (passing the deadline closes it)."""
@@ -57,6 +67,12 @@ class Gate:
         self._unreachable = 0 if reached else self._unreachable + 1
         if self._unreachable >= UNREACHABLE_STREAK:
             self.stop.stop(STOP_UNREACHABLE)
+
+    def written(self, written: bool) -> None:
+        """Whether a paid job's images could be written; a streak of failures closes it."""
+        self._unwritable = 0 if written else self._unwritable + 1
+        if self._unwritable >= UNWRITABLE_STREAK:
+            self.stop.stop(STOP_UNWRITABLE)
 
     async def _permit(self) -> bool:
         await self.limiter.acquire()

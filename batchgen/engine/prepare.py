@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 from batchgen.config import RunConfig
-from batchgen.errors import ManifestError, UsageError
+from batchgen.errors import ManifestError, StoreError, UsageError
 from batchgen.manifest.reader import JSONL_SUFFIXES, ManifestReader
 from batchgen.store.runs import validated_with
 
@@ -56,6 +57,20 @@ def prepared_reader(cfg: RunConfig) -> tuple[ManifestReader, str]:
     if validated_before(cfg, digest):
         return ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params), digest
     return validate(cfg), digest
+
+
+def check_writable(out: Path) -> None:
+    """OUT and OUT/images can take a file, or StoreError before anything is sent.
+    Blocking."""
+    for folder in (out, out / "images"):
+        probe = folder / f".tmp-probe-{os.getpid()}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StoreError(f"cannot write into {folder}: {exc.strerror or exc}; "
+                             "nothing was sent") from exc
 
 
 def remove_leftovers(out: Path) -> int:

@@ -14,6 +14,7 @@ not written) remain unrouted, and adds nothing to the store.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,13 +24,20 @@ from anyio.streams.memory import MemoryObjectSendStream
 from batchgen.api.results import Output
 from batchgen.engine.context import JobContext
 from batchgen.engine.follow import Harvest
-from batchgen.lifecycle import COMPLETED, FAILED, FETCHED, STARTED
+from batchgen.lifecycle import COMPLETED, FAILED, FETCHED, PENDING, STARTED
+from batchgen.manifest.ids import canonical_json
 from batchgen.manifest.item import Item
 from batchgen.manifest.reader import ManifestReader
-from batchgen.output.files import check_files
+from batchgen.output.files import check_files, set_aside
 from batchgen.store.items import ItemRecord
 
 READ_CHUNK = 1024
+log = logging.getLogger(__name__)
+
+
+def _changed(item: Item, record: ItemRecord) -> bool:
+    """Whether the manifest now asks for something else than the stored item."""
+    return record.params != item.params or record.model != item.model
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +82,40 @@ class _Reader:
                 return
             records = await ctx.items.lookup([item.id for item in chunk])
             new = [item for item in chunk if item.id not in records]
-            if new and stop.wants_new:
-                await ctx.items.add(new, ctx.clock.wall())
+            await ctx.items.add(new if stop.wants_new else [], ctx.clock.wall(),
+                                seen=list(records))
             checked = await anyio.to_thread.run_sync(self._check, list(records.values()))
             for item in chunk:
                 record = records.get(item.id)
                 if record is not None and record.state in STARTED:
                     self.started_left -= 1
+                    if _changed(item, record):
+                        # Its job was sent with the stored parameters: it finishes as
+                        # such, and the next run generates it again.
+                        item = dataclasses.replace(item, params=record.params,
+                                                   model=record.model)
                 elif not ctx.stop.wants_new:
                     continue  # nothing new is wanted any more
+                elif record is not None and _changed(item, record):
+                    record = await self._changed(item, record)
                 await self._route(item, record, checked)
+
+    async def _changed(self, item: Item, record: ItemRecord) -> ItemRecord | None:
+        """The manifest changed this item's parameters: generate it again (the old images
+        set aside), unless --keep-changed; the record to route by."""
+        ctx = self.ctx
+        if record.state != PENDING and ctx.cfg.keep_changed:
+            ctx.counters.changed_kept += 1
+            return record
+        if record.files:
+            moved = await anyio.to_thread.run_sync(set_aside, ctx.cfg.out, record.files,
+                                                   ctx.clock.wall())
+            for path in moved:
+                log.info("item %s changed: its old image is kept as %s", item.id, path,
+                         extra={"event": "item.set_aside", "item_id": item.id})
+        await ctx.life.fire("changed", item, body=canonical_json(item.params),
+                            model=item.model, line=item.line)
+        return None
 
     def _check(self, records: list[ItemRecord]) -> dict[str, list[dict[str, object]] | None]:
         """Completed items' files, checked (blocking: in a worker thread)."""

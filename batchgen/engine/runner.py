@@ -4,11 +4,13 @@ stages, and write the end-of-run files whatever happened."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 import signal
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -23,7 +25,7 @@ from batchgen.engine.context import JobContext
 from batchgen.engine.finish import finish, options_of
 from batchgen.engine.gate import Gate
 from batchgen.engine.pipeline import run_stages
-from batchgen.engine.prepare import prepared_reader, remove_leftovers
+from batchgen.engine.prepare import check_writable, prepared_reader, remove_leftovers
 from batchgen.engine.runstate import Counters, DurationEstimate, StopSwitch
 from batchgen.engine.twins import BodyLocks
 from batchgen.lifecycle import Lifecycle
@@ -31,7 +33,9 @@ from batchgen.manifest.reader import ManifestReader
 from batchgen.store import lock
 from batchgen.store.db import Database
 from batchgen.store.items import ItemStore
-from batchgen.store.runs import start_run
+from batchgen.store.runs import last_manifest, start_run
+
+log = logging.getLogger(__name__)
 
 
 async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
@@ -39,7 +43,7 @@ async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
     """Run ``cfg`` to the end; returns the summary (also written to OUT/summary.json)."""
     clock = clock or SystemClock()
     reader, digest = await anyio.to_thread.run_sync(prepared_reader, cfg)
-    cfg.images_dir.mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(check_writable, cfg.out)
     with lock.hold(cfg.state_dir, cfg.out):
         # Holding the lock, nobody else writes here: half-written files of a killed run
         # can go.
@@ -55,8 +59,15 @@ async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
 async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, items: ItemStore,
                       digest: str, handle_signals: bool) -> dict[str, Any]:
     started = clock.wall()
-    run_id = await start_run(items.db, manifest=str(cfg.manifest), manifest_hash=digest,
-                             options=options_of(cfg), now=started, pid=os.getpid())
+    before = await last_manifest(items.db)
+    if before is not None and not await anyio.to_thread.run_sync(_same_file, before,
+                                                                 cfg.manifest):
+        log.warning("%s was last run with %s; its items stay in the store and are counted "
+                    "as not in this manifest", cfg.out, before,
+                    extra={"event": "run.other_manifest"})
+    items.run_id = await start_run(items.db, manifest=str(cfg.manifest),
+                                   manifest_hash=digest, options=options_of(cfg),
+                                   now=started, pid=os.getpid())
     ctx: JobContext | None = None
     failure: BaseException | None = None
     summary: dict[str, Any] = {}
@@ -89,9 +100,13 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
     finally:
         if ctx is not None:
             with anyio.CancelScope(shield=True), signals_held(handle_signals):
-                summary = await finish(ctx, run_id=run_id, started=started,
+                summary = await finish(ctx, run_id=items.run_id, started=started,
                                        manifest_items=reader.requests, failure=failure)
     return summary
+
+
+def _same_file(before: str, manifest: Path) -> bool:
+    return Path(before).resolve() == manifest.resolve()
 
 
 def _endpoints(cfg: RunConfig) -> Endpoints:

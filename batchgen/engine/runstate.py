@@ -24,6 +24,7 @@ STOP_BUDGET = "max_cost"
 STOP_DEADLINE = "deadline"
 STOP_MAX_ITEMS = "max_items"
 STOP_UNREACHABLE = "api_unreachable"
+STOP_UNWRITABLE = "images_unwritable"
 # Stops the user asked for: the run did what it was told, exit 0 if nothing failed.
 LIMIT_STOPS = (STOP_BUDGET, STOP_DEADLINE, STOP_MAX_ITEMS)
 
@@ -105,6 +106,8 @@ class Counters:
     recovered_from_history: int = 0
     resubmits: int = 0
     retried: int = 0
+    changed: int = 0  # finished items regenerated because their parameters changed
+    changed_kept: int = 0  # ... and kept as they were (--keep-changed)
     polls: int = 0
     result_fetches: int = 0
     rate_limited: int = 0

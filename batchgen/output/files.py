@@ -108,6 +108,22 @@ def check_files(out: Path, entries: Sequence[dict[str, Any]]) -> list[dict[str, 
     return checked
 
 
+def set_aside(out: Path, entries: Sequence[dict[str, Any]], stamp_s: float) -> list[Path]:
+    """Move an item's recorded images (and sidecars beside them) into ``OUT/replaced/``
+    under a name with the time, so a regenerated item never overwrites them. Blocking."""
+    moved: list[Path] = []
+    aside = out / "replaced"
+    for entry in entries:
+        source = out / str(entry.get("path", ""))
+        if not source.is_file():
+            continue
+        aside.mkdir(exist_ok=True)
+        target = aside / f"{source.stem}.{int(stamp_s)}{source.suffix}"
+        os.replace(source, target)
+        moved.append(target)
+    return moved
+
+
 def write_atomic(path: Path, lines: Iterable[str]) -> None:
     """Write ``lines`` to ``path`` through a temporary file and a rename. Blocking."""
     temp = path.with_name(f".tmp-{path.name}-{uuid.uuid4().hex[:8]}")

@@ -69,7 +69,9 @@ def failed_lines(row: FailedRow) -> str:
     first = {"prompt": row.params["prompt"]} if "prompt" in row.params else {}
     item = {"id": row.id, "model": row.model, **first, **row.params}
     text = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
-    return f"# {label}: {message}\n{text}\n"
+    paid = ("# its job was paid for and its output is lost: running it again pays again\n"
+            if row.error_class == "download" else "")
+    return f"# {label}: {message}\n{paid}{text}\n"
 
 
 def write_failed(db: Path, out: Path) -> int:

@@ -59,11 +59,15 @@ def exit_code(ctx: JobContext, counts: dict[str, int]) -> int:
 
 
 def build_summary(cfg: RunConfig, ctx: JobContext, *, counts: dict[str, int],
-                  totals: dict[str, float], started: float, ended: float,
+                  stored: int, totals: dict[str, float], started: float, ended: float,
                   manifest_items: int) -> dict[str, Any]:
-    """Everything a person checks in the morning, as one JSON-ready dict."""
+    """Everything a person checks in the morning, as one JSON-ready dict.
+
+    ``counts`` are the states of the manifest's items (those this run read); ``stored``
+    counts every item in the store, the manifest's or not.
+    """
     c = ctx.counters
-    stored = sum(counts.values())
+    seen = sum(counts.values())
     in_flight = sum(counts.get(s, 0) for s in lc.STARTED)
     jobs_polled = max(1, c.result_fetches)
     return {
@@ -78,10 +82,10 @@ def build_summary(cfg: RunConfig, ctx: JobContext, *, counts: dict[str, int],
             "in_manifest": manifest_items,
             "completed": counts.get(lc.COMPLETED, 0),
             "failed": counts.get(lc.FAILED, 0),
-            # Items a stopped run never read into the store are pending too.
-            "pending": counts.get(lc.PENDING, 0) + max(0, manifest_items - stored),
+            # Items a stopped run never read are pending too.
+            "pending": counts.get(lc.PENDING, 0) + max(0, manifest_items - seen),
             "unfinished": in_flight,
-            "not_in_manifest": max(0, stored - manifest_items),
+            "not_in_manifest": max(0, stored - seen),
         },
         "this_run": {
             "completed": c.completed,
@@ -102,6 +106,8 @@ def build_summary(cfg: RunConfig, ctx: JobContext, *, counts: dict[str, int],
             "expired": c.expired,
             "resubmitted_after_expiry": c.resubmits,
             "retried_failed": c.retried,
+            "changed": c.changed,
+            "changed_kept": c.changed_kept,
             "not_delivered": c.not_delivered,
             "left_unfinished": c.unfinished,
         },

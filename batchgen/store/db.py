@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS items (
     result TEXT,
     files TEXT,
     cost REAL,
-    updated_at REAL
+    updated_at REAL,
+    seen_run INTEGER
 );
 CREATE INDEX IF NOT EXISTS items_state ON items(state);
 CREATE INDEX IF NOT EXISTS items_request ON items(request_id);
@@ -88,10 +89,18 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
     except (sqlite3.Error, OSError) as exc:
         raise StoreError(f"cannot open the checkpoint {path}: {exc}") from exc
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added since the first store: added to an older store as it is opened."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
+    if "seen_run" not in have:  # the last run that read the item in its manifest
+        conn.execute("ALTER TABLE items ADD COLUMN seen_run INTEGER")
 
 
 @dataclass(slots=True)

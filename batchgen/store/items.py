@@ -21,7 +21,7 @@ from batchgen.store.db import MAX_PARAMS, Database
 _COLUMNS = frozenset((
     "id", "model", "body", "line", "state", "request_id", "status_url", "response_url",
     "intent_at", "submitted_at", "submits", "in_doubt", "resubmits", "job_failures",
-    "last_error", "error_class", "result", "files", "cost", "updated_at",
+    "last_error", "error_class", "result", "files", "cost", "updated_at", "seen_run",
 ))
 _COUNTERS = frozenset(("submits", "in_doubt", "resubmits", "job_failures"))
 
@@ -112,8 +112,9 @@ def transition_op(event: Event, item_id: str, now: float,
 class ItemStore:
     """The engine's view of the items table."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, run_id: int | None = None) -> None:
         self.db = db
+        self.run_id = run_id  # this run's row in ``runs``: items read are marked with it
 
     async def transition(self, event: Event, item_id: str, now: float,
                          values: Mapping[str, Any]) -> Outcome | str | None:
@@ -122,18 +123,32 @@ class ItemStore:
             transition_op(event, item_id, now, values))
         return result
 
-    async def add(self, items: Sequence[Item], now: float) -> None:
-        """Insert new items as pending (the ``add`` event); existing rows are left alone."""
+    async def add(self, items: Sequence[Item], now: float, *,
+                  seen: Sequence[str] = ()) -> None:
+        """Insert new items as pending (the ``add`` event); existing rows are left alone.
+        ``items`` and the ids in ``seen`` are marked as read by this run."""
         # Canonical JSON, so that identical items have identical bodies (twins).
-        rows = [(i.id, i.model, canonical_json(i.params), i.line, "pending", now)
+        rows = [(i.id, i.model, canonical_json(i.params), i.line, "pending", now, self.run_id)
                 for i in items]
+        marked = list(seen)
 
         def op(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "INSERT OR IGNORE INTO items (id, model, body, line, state, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)", rows)
+                "INSERT OR IGNORE INTO items (id, model, body, line, state, updated_at,"
+                " seen_run) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            for start in range(0, len(marked), MAX_PARAMS):
+                part = marked[start:start + MAX_PARAMS]
+                conn.execute(f"UPDATE items SET seen_run = ? WHERE id IN"
+                             f" ({','.join('?' * len(part))})", [self.run_id, *part])
 
         await self.db.write(op)
+
+    async def seen_counts(self) -> dict[str, int]:
+        """Items per state among those this run read in its manifest."""
+        rows = await self.db.read(lambda conn: conn.execute(
+            "SELECT state, COUNT(*) FROM items WHERE seen_run = ? GROUP BY state",
+            (self.run_id,)).fetchall())
+        return {state: n for state, n in rows}
 
     async def refresh_files(self, item_id: str, files: list[dict[str, Any]]) -> None:
         """Record the files' new modification times after their hashes were checked."""

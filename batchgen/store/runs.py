@@ -49,3 +49,10 @@ def validated_with(db_path: Path, digest: str) -> list[dict[str, Any]]:
         return []
     finally:
         conn.close()
+
+
+async def last_manifest(db: Database) -> str | None:
+    """The manifest of the latest run into this store, if any."""
+    row = await db.read(lambda conn: conn.execute(
+        "SELECT manifest FROM runs ORDER BY id DESC LIMIT 1").fetchone())
+    return str(row[0]) if row and row[0] else None

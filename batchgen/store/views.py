@@ -60,12 +60,13 @@ class FailedRow:
 
 
 def iter_failed(path: Path) -> Generator[FailedRow, None, None]:
-    """Failed rows (and paid, unwritten ones) in id order."""
+    """Failed rows in id order. Paid jobs whose images are not written yet are not
+    among them: the next run writes those without paying again."""
     conn = connect(path, read_only=True)
     try:
         cursor = conn.execute(
-            f"SELECT id, model, body, error_class, last_error {_FAILED_ROWS} ORDER BY id",
-            (FAILED.value, FETCHED.value))
+            "SELECT id, model, body, error_class, last_error FROM items WHERE state = ?"
+            " ORDER BY id", (FAILED.value,))
         for item_id, model, body, error_class, last_error in cursor:
             yield FailedRow(item_id, model, json.loads(body), error_class, last_error)
     finally:
