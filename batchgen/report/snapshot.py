@@ -67,34 +67,40 @@ class RunSnapshot:
         return self.images * 60 / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def _int(mapping: Mapping[str, Any], key: str) -> int:
-    value = mapping.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+# The snapshot's counts in a summary (report/summary.py): field -> (section, key); the
+# empty section is the summary's top level.
+_SUMMARY_COUNTS = {
+    "total": ("items", "in_manifest"),
+    "completed": ("items", "completed"),
+    "failed": ("items", "failed"),
+    "in_flight": ("items", "unfinished"),
+    "completed_this_run": ("this_run", "completed"),
+    "failed_this_run": ("this_run", "failed"),
+    "images": ("this_run", "images"),
+    "submits": ("this_run", "submits"),
+    "polls": ("this_run", "status_polls"),
+    "rate_limited": ("this_run", "rate_limited_429"),
+    "retries": ("this_run", "retries"),
+    "in_doubt": ("", "in_doubt_submits"),
+}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else (
+        None)
 
 
 def from_summary(summary: Mapping[str, Any]) -> RunSnapshot:
-    """The figures of a finished run, from its ``summary.json`` dict."""
-    items: Mapping[str, Any] = summary.get("items") or {}
-    run: Mapping[str, Any] = summary.get("this_run") or {}
-    credits: Mapping[str, Any] = summary.get("credits") or {}
-    duration = summary.get("duration_s")
+    """The figures of a finished run, from its ``summary.json`` dict (missing: 0)."""
+    counts: dict[str, int] = {}
+    for name, (section, key) in _SUMMARY_COUNTS.items():
+        part = (summary.get(section) or {}) if section else summary
+        counts[name] = int(_number(part.get(key)) or 0)
     ended = summary.get("ended_at")
-    spent = credits.get("spent_this_run")
     return RunSnapshot(
-        elapsed_s=float(duration) if isinstance(duration, int | float) else 0.0,
+        elapsed_s=_number(summary.get("duration_s")) or 0.0,
         wall=datetime.fromisoformat(ended).timestamp() if isinstance(ended, str) else 0.0,
-        total=_int(items, "in_manifest"),
-        completed=_int(items, "completed"),
-        failed=_int(items, "failed"),
-        in_flight=_int(items, "unfinished"),
-        completed_this_run=_int(run, "completed"),
-        failed_this_run=_int(run, "failed"),
-        images=_int(run, "images"),
-        submits=_int(run, "submits"),
-        polls=_int(run, "status_polls"),
-        rate_limited=_int(run, "rate_limited_429"),
-        retries=_int(run, "retries"),
-        in_doubt=_int(summary, "in_doubt_submits"),
-        credits_spent=float(spent) if isinstance(spent, int | float) else 0.0,
+        credits_spent=_number((summary.get("credits") or {}).get("spent_this_run")) or 0.0,
         stop_reason=summary.get("stop_reason"),
+        **counts,
     )
