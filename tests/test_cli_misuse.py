@@ -4,7 +4,6 @@ closed stdout, abbreviations, a torn progress bar, and Python leaking into messa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import io
 import logging
 import os
@@ -16,7 +15,7 @@ import anyio
 import pytest
 from child import against, batchgen
 from conftest import StartServer, until
-from test_jobs import runtime
+from test_eta import progress_context
 from test_run import write_manifest
 
 from batchgen import cli
@@ -117,9 +116,7 @@ async def test_log_line_does_not_tear_the_bar(tmp_path: Path,
     monkeypatch.setattr(sys, "stderr", screen)
     handler = setup_logging(0, "text", screen)
     clock = ManualClock()
-    rt = runtime(clock, None, tmp_path, expected_s=1.0)
-    rt.cfg = dataclasses.replace(rt.cfg, progress=True)
-    progress = Progress(rt, total=10)
+    progress = Progress(progress_context(clock, tmp_path, progress=True), total=10)
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(progress.run)

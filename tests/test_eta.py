@@ -8,14 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import runtime
+from test_jobs import context
 
 from batchgen.clock import ManualClock
+from batchgen.engine.context import JobContext
+from batchgen.engine.runstate import STOP_MAX_ITEMS
 from batchgen.report.eta import Eta, estimate, format_duration
 from batchgen.report.progress import Progress
 from batchgen.report.snapshot import Bounds, RunSnapshot
 
 NOW = 1_800_000_000.0
+
+
+def progress_context(clock: ManualClock, tmp_path: Path, **settings: Any) -> JobContext:
+    """test_jobs' job context on ``clock``, with these RunConfig settings."""
+    ctx = context(clock, None, tmp_path, expected_s=1.0)
+    return dataclasses.replace(ctx, cfg=dataclasses.replace(ctx.cfg, **settings))
 
 
 def snap(**fields: Any) -> RunSnapshot:
@@ -80,35 +88,37 @@ def test_format_duration(seconds: float | None, text: str) -> None:
 
 def test_max_items_run_on_the_manual_clock(tmp_path: Path) -> None:
     """--max-items 20 on a 1M-line manifest: minutes, not 25006; a 429 pause shows and
-    adds its rest; the pause gone, it is gone from the ETA."""
+    adds its rest; the pause gone, it is gone from the ETA; the limit reached, only the
+    drain is left."""
     clock = ManualClock()
-    rt = runtime(clock, None, tmp_path, expected_s=1.0)
-    rt.cfg = dataclasses.replace(rt.cfg, max_items=20, progress=False)
-    progress = Progress(rt, total=1_000_000)
-    c = rt.counters
+    ctx = progress_context(clock, tmp_path, max_items=20, progress=False)
+    progress = Progress(ctx, total=1_000_000)
+    c = ctx.counters
     clock.advance(120.0)
-    c.completed, c.images, c.in_flight, c.submits, c.submits_new = 8, 8, 4, 12, 12
+    c.completed, c.images, c.in_flight, c.accepted = 8, 8, 4, 12
     figures = progress.figures()
-    # 8 finished in 2 min: 8 to submit and 4 in flight, at 4 a minute.
-    assert (figures["eta_left"], figures["eta_bound"]) == (12, "max_items")
-    assert figures["eta_s"] == pytest.approx(180.0)
-    assert "ETA 3 min (12 left, bounded by max_items)" in progress.line()
-    rt.limiter.on_rate_limited(45.0)
+    # The engine does not count new items against --max-items yet (started_new): the
+    # whole allowance of 20 counts as left, plus 4 in flight, at 4 a minute.
+    assert (figures["eta_left"], figures["eta_bound"]) == (24, "max_items")
+    assert figures["eta_s"] == pytest.approx(360.0)
+    assert "ETA 6 min (24 left, bounded by max_items)" in progress.line()
+    ctx.gate.limiter.on_rate_limited(45.0)
     paused = progress.figures()
-    assert paused["paused_s"] == 45.0 and paused["eta_s"] == pytest.approx(225.0)
+    assert paused["paused_s"] == 45.0 and paused["eta_s"] == pytest.approx(405.0)
     assert "paused 45 s by 429" in progress.line()
     clock.advance(45.0)
     assert progress.figures()["paused_s"] == 0.0
+    ctx.stop.enough(STOP_MAX_ITEMS)
+    assert (progress.figures()["eta_left"], progress.figures()["eta_bound"]) == (4, "max_items")
 
 
 def test_deadline_on_the_manual_clock(tmp_path: Path) -> None:
     """With --submit-for 10m, the ETA is the time to the deadline plus the drain."""
     clock = ManualClock()
-    rt = runtime(clock, None, tmp_path, expected_s=1.0)
-    rt.cfg = dataclasses.replace(rt.cfg, submit_until_wall=clock.wall() + 600.0)
-    progress = Progress(rt, total=100_000)
+    ctx = progress_context(clock, tmp_path, submit_until_wall=clock.wall() + 600.0)
+    progress = Progress(ctx, total=100_000)
     clock.advance(60.0)
-    rt.counters.completed, rt.counters.in_flight = 60, 16
+    ctx.counters.completed, ctx.counters.in_flight = 60, 16
     figures = progress.figures()
     assert figures["eta_bound"] == "deadline"
     assert figures["eta_s"] == pytest.approx(540.0 + 16.0)

@@ -15,7 +15,7 @@ import anyio
 import pytest
 from conftest import until
 from prometheus_client.parser import text_string_to_metric_families
-from test_jobs import runtime
+from test_eta import progress_context
 from test_run import write_manifest
 
 from batchgen import cli
@@ -122,10 +122,10 @@ async def test_progress_rewrites_the_file_every_log_every(tmp_path: Path) -> Non
     """On the manual clock: a write at the start, another after --log-every, with the
     run's new figures and running=1."""
     clock = ManualClock()
-    rt = runtime(clock, None, tmp_path, expected_s=1.0)
     path = tmp_path / "batchgen.prom"
-    rt.cfg = dataclasses.replace(rt.cfg, metrics_file=path, progress=False, log_every_s=30.0)
-    progress = Progress(rt, total=10)
+    ctx = progress_context(clock, tmp_path, metrics_file=path, progress=False,
+                           log_every_s=30.0)
+    progress = Progress(ctx, total=10)
     written = [anyio.Event(), anyio.Event()]
 
     class Signalled(MetricsFile):
@@ -141,7 +141,7 @@ async def test_progress_rewrites_the_file_every_log_every(tmp_path: Path) -> Non
             await written[0].wait()
         assert value(parse(path.read_text()), "batchgen_submits") == 0
         await until(lambda: clock.sleepers == 1)  # waiting for the next beat
-        rt.counters.submits, rt.counters.completed = 4, 3
+        ctx.counters.accepted, ctx.counters.completed = 4, 3
         clock.advance(30.0)
         with anyio.fail_after(10):
             await written[1].wait()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.output.files import write_atomic
+from batchgen.report.logs import fields
 from batchgen.store import views
 from batchgen.store.views import FailedRow
 
@@ -178,7 +179,8 @@ def _notify_text(summary_path: Path) -> tuple[str, dict[str, str]]:
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        log.warning("notify: cannot read %s: %s", summary_path, exc)
+        log.warning("notify: cannot read %s: %s", summary_path, exc,
+                    extra=fields("notify.no_summary"))
         return f"batchgen: no summary ({exc})\n", {}
     if not isinstance(summary, dict):
         return "batchgen: summary is not a JSON object\n", {}
@@ -218,16 +220,18 @@ def run_notify(cmd: str, summary_path: Path, timeout_s: float = 60, *,
         proc = subprocess.Popen(cmd, shell=True, stdin=subprocess.PIPE, env=env,
                                 text=True, start_new_session=True)
     except OSError as exc:
-        log.warning("notify command could not start: %s", exc)
+        log.warning("notify command could not start: %s", exc, extra=fields("notify.not_started"))
         return None
     try:
         proc.communicate(text, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        log.warning("notify command still running after %ss: killed", timeout_s)
+        log.warning("notify command still running after %ss: killed", timeout_s,
+                    extra=fields("notify.timeout"))
         _kill_group(proc)
         return None
     if proc.returncode != 0:
-        log.warning("notify command exited with %s", proc.returncode)
+        log.warning("notify command exited with %s", proc.returncode,
+                    extra=fields("notify.failed", exit_code=proc.returncode))
     return proc.returncode
 
 
