@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from batchgen import errors
 from batchgen._version import __version__
 from batchgen.cli import run, serve, status, validate
-from batchgen.cli.exits import EXIT_ITEMS_FAILED, EXIT_USAGE, exit_code_for
+from batchgen.cli.exits import exit_code_for
 from batchgen.cli.output import complain
 from batchgen.cli.parsing import ArgumentsError, Parser, add_common, wants_json
+from batchgen.exits import EXIT_ITEMS_FAILED, EXIT_USAGE
 from batchgen.report.logs import LogFormat, fields, setup_logging
 
 log = logging.getLogger("batchgen.cli")

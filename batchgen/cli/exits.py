@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-from batchgen import errors
-from batchgen.exits import (
-    EXIT_FATAL_API,
-    EXIT_INTERRUPTED,
-    EXIT_ITEMS_FAILED,
-    EXIT_LOCKED,
-    EXIT_OK,
-    EXIT_TERMINATED,
-    EXIT_USAGE,
-)
-
-__all__ = ["EXIT_CODES", "EXIT_FATAL_API", "EXIT_INTERRUPTED", "EXIT_ITEMS_FAILED",
-           "EXIT_LOCKED", "EXIT_OK", "EXIT_TERMINATED", "EXIT_USAGE", "exit_code_for"]
+from batchgen import errors, exits
 
 # Most specific class first.
 EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
-    (errors.UsageError, EXIT_USAGE),
-    (errors.ManifestError, EXIT_USAGE),
-    (errors.OutputLockedError, EXIT_LOCKED),
-    (errors.FatalApiError, EXIT_FATAL_API),
-    (errors.BatchgenError, EXIT_ITEMS_FAILED),
-    (KeyboardInterrupt, EXIT_INTERRUPTED),
+    (errors.UsageError, exits.EXIT_USAGE),
+    (errors.ManifestError, exits.EXIT_USAGE),
+    (errors.OutputLockedError, exits.EXIT_LOCKED),
+    (errors.FatalApiError, exits.EXIT_FATAL_API),
+    (errors.BatchgenError, exits.EXIT_ITEMS_FAILED),
+    (KeyboardInterrupt, exits.EXIT_INTERRUPTED),
 )
 
 
@@ -32,4 +20,4 @@ def exit_code_for(exc: BaseException) -> int:
     for cls, code in EXIT_CODES:
         if isinstance(exc, cls):
             return code
-    return EXIT_ITEMS_FAILED
+    return exits.EXIT_ITEMS_FAILED

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from batchgen import errors
-from batchgen.cli.exits import EXIT_OK
 from batchgen.cli.output import say
+from batchgen.exits import EXIT_OK
 from batchgen.report import status
 
 

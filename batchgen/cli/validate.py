@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 from batchgen import errors
-from batchgen.cli.exits import EXIT_OK, EXIT_USAGE
 from batchgen.cli.output import complain, say
+from batchgen.exits import EXIT_OK, EXIT_USAGE
 from batchgen.manifest.reader import ManifestReader
 from batchgen.report.logs import LogFormat
 
