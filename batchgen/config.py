@@ -71,6 +71,8 @@ class RunConfig:
     # A shell command run at the end with the summary (reports.run_notify); its failure
     # never fails the run.
     notify_cmd: str | None = None
+    # A Prometheus text file rewritten every log_every_s and at the end (report/metrics.py).
+    metrics_file: Path | None = None
     seed: int | None = None
 
     def __post_init__(self) -> None:

@@ -52,7 +52,7 @@ def line_for(index: int, rng: random.Random) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("lines", type=int, help="number of item lines to write")
     parser.add_argument("out", help="path of the JSONL file to write")
     parser.add_argument("--seed", type=int, default=1)

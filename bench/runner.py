@@ -73,7 +73,7 @@ def write(rows: list[Row], meta: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--quick", action="store_true", help="small versions, a few minutes")
     parser.add_argument("--only", nargs="+", choices=[*SEQUENTIAL, *TIMED])
     parser.add_argument("--work", type=Path, help="keep manifests and outputs here")

@@ -127,7 +127,7 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--workers", type=int, default=200, help="server's concurrent jobs")

@@ -194,10 +194,15 @@ def _check_value(spec: Param, value: Any) -> list[Finding]:
             return [Finding(spec.name, f'"{value}" is not a documented value{hint}', "warning")]
         return [Finding(spec.name, f"must be one of {allowed}, got {value!r}")]
     if spec.minimum is not None and value < spec.minimum:
-        return [Finding(spec.name, f"must be at least {spec.minimum:g}, got {value!r}")]
+        return [Finding(spec.name, f"must be at least {_bound(spec.minimum)}, got {value!r}")]
     if spec.maximum is not None and value > spec.maximum:
-        return [Finding(spec.name, f"must be at most {spec.maximum:g}, got {value!r}")]
+        return [Finding(spec.name, f"must be at most {_bound(spec.maximum)}, got {value!r}")]
     return []
+
+
+def _bound(value: float) -> str:
+    """A range bound as written: ``9223372036854775807``, ``0.1``, ``25`` (not ``9.22e+18``)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _describe(value: Any) -> str:

@@ -85,7 +85,7 @@ def jsonl_entries(path: Path, report: Report, *, from_line: int | None = None
                 value = json.loads(text)
             except json.JSONDecodeError as exc:
                 report(number, None, None,
-                       f"malformed JSON at column {exc.colno}: {exc.msg}", file=name)
+                       f"malformed JSON at column {exc.colno}: {json_reason(exc)}", file=name)
                 continue
             if not isinstance(value, dict):
                 report(number, None, None,
@@ -93,6 +93,14 @@ def jsonl_entries(path: Path, report: Report, *, from_line: int | None = None
                        file=name)
                 continue
             yield Entry(value, name, number)
+
+
+def json_reason(exc: json.JSONDecodeError) -> str:
+    """The decoder's reason, finished: its control-character message ends in "at"."""
+    if exc.msg.startswith("Invalid control character") and exc.pos < len(exc.doc):
+        code = ord(exc.doc[exc.pos])
+        return f"raw control character U+{code:04X} in a string (write it as \\u{code:04x})"
+    return exc.msg
 
 
 def yaml_entries(path: Path, report: Report, header: Header) -> Iterator[Entry]:

@@ -22,17 +22,20 @@ import logging
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from batchgen.output.files import write_atomic
+from batchgen.report.logs import fields
 from batchgen.store import views
 from batchgen.store.views import FailedRow
 
 log = logging.getLogger(__name__)
 
 FAILED_FILE = "failed.jsonl"
+# The variable the key is read from (cli/keys.py): never passed to the notify command.
+KEY_ENV = "SEGMIND_API_KEY"
 
 # The store's error_class values, grouped into the classes a person acts on.
 ERROR_GROUPS: dict[str, str] = {
@@ -142,16 +145,21 @@ def _seconds(value: Any) -> str:
     return f"{value:.2f}s" if isinstance(value, int | float) else "-"
 
 
+def _known(value: Any) -> str:
+    """A figure as a person reads it: ``unknown`` rather than ``None``."""
+    return "unknown" if value is None else f"{value}"
+
+
 def report_text(report: dict[str, Any]) -> str:
     """A few lines of a morning report, for a chat message or a mail body."""
     items, credits, timing = report["items"], report["credits"], report["timing"]
     lines = [
-        f"batchgen {report['out'] or ''}: exit {report['exit_code']}, "
+        f"batchgen {report['out'] or ''}: exit {_known(report['exit_code'])}, "
         f"{items['completed']}/{items['in_manifest']} completed, {items['failed']} failed, "
         f"{items['pending']} pending, {items['unfinished']} unfinished",
-        f"credits {credits['spent_this_run']} this run, {credits['spent_total']} in all, "
-        f"remaining {credits['remaining']}; possible duplicate charges "
-        f"{report['possible_duplicate_charges']}",
+        f"credits {_known(credits['spent_this_run'])} this run, "
+        f"{_known(credits['spent_total'])} in all, remaining {_known(credits['remaining'])}; "
+        f"possible duplicate charges {report['possible_duplicate_charges']}",
         f"queue p50 {_seconds(timing['queue_time_p50'])} p95 "
         f"{_seconds(timing['queue_time_p95'])}; inference p50 "
         f"{_seconds(timing['inference_time_p50'])} p95 "
@@ -173,7 +181,8 @@ def _notify_text(summary_path: Path) -> tuple[str, dict[str, str]]:
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        log.warning("notify: cannot read %s: %s", summary_path, exc)
+        log.warning("notify: cannot read %s: %s", summary_path, exc,
+                    extra=fields("notify.no_summary"))
         return f"batchgen: no summary ({exc})\n", {}
     if not isinstance(summary, dict):
         return "batchgen: summary is not a JSON object\n", {}
@@ -182,33 +191,49 @@ def _notify_text(summary_path: Path) -> tuple[str, dict[str, str]]:
     return report_text(report), extra
 
 
-def run_notify(cmd: str, summary_path: Path, timeout_s: float = 60) -> int | None:
+def secret_variables(env: Mapping[str, str], secrets: Iterable[str]) -> list[str]:
+    """The names in ``env`` that hold the key: ``SEGMIND_API_KEY`` whatever its value, and
+    every variable whose value contains one of ``secrets`` (the key under another name,
+    or inside a URL or a command line)."""
+    needles = [secret for secret in secrets if secret]
+    return [name for name, value in env.items()
+            if name == KEY_ENV or any(needle in value for needle in needles)]
+
+
+def run_notify(cmd: str, summary_path: Path, timeout_s: float = 60, *,
+               secrets: Iterable[str] = ()) -> int | None:
     """Run the user's notify command; its exit code, or None when it could not finish.
 
     The command runs through the shell (``sh -c``): it is the user's own configured
     command line, with pipes and quoting of their choosing, never built from manifest
-    data. Its environment adds ``BATCHGEN_SUMMARY`` (the summary file's absolute path)
-    and ``BATCHGEN_EXIT_CODE``; the report text arrives on stdin; its stdout and stderr
+    data. Its environment is ours without the key (``secret_variables``: pass the run's
+    key in ``secrets``), plus ``BATCHGEN_SUMMARY`` (the summary file's absolute path) and
+    ``BATCHGEN_EXIT_CODE``; the report text arrives on stdin; its stdout and stderr
     are the caller's. It runs in a session of its own so that a timeout kills the
     whole process group, not only the shell. Never raises: a failure is a warning.
     Blocking: call from a worker thread.
     """
     text, extra = _notify_text(summary_path)
-    env = {**os.environ, **extra, "BATCHGEN_SUMMARY": str(summary_path.resolve())}
+    secrets = list(secrets)
+    hidden = set(secret_variables(os.environ, secrets))
+    env = {name: value for name, value in os.environ.items() if name not in hidden}
+    env.update(extra, BATCHGEN_SUMMARY=str(summary_path.resolve()))
     try:
         proc = subprocess.Popen(cmd, shell=True, stdin=subprocess.PIPE, env=env,
                                 text=True, start_new_session=True)
     except OSError as exc:
-        log.warning("notify command could not start: %s", exc)
+        log.warning("notify command could not start: %s", exc, extra=fields("notify.not_started"))
         return None
     try:
         proc.communicate(text, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        log.warning("notify command still running after %ss: killed", timeout_s)
+        log.warning("notify command still running after %ss: killed", timeout_s,
+                    extra=fields("notify.timeout"))
         _kill_group(proc)
         return None
     if proc.returncode != 0:
-        log.warning("notify command exited with %s", proc.returncode)
+        log.warning("notify command exited with %s", proc.returncode,
+                    extra=fields("notify.failed", exit_code=proc.returncode))
     return proc.returncode
 
 

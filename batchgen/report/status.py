@@ -9,6 +9,7 @@ from typing import Any
 
 from batchgen import lifecycle as lc
 from batchgen.errors import StoreError, UsageError
+from batchgen.report.eta import format_duration
 from batchgen.report.morning import report_text
 from batchgen.report.summary import iso
 from batchgen.store import lock, views
@@ -76,20 +77,29 @@ def _load_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _last_run_text(last: dict[str, Any] | None, *, live: bool) -> str:
+    if not last:
+        return "last run: none"
+    if last["ended_at"] is not None:
+        return (f"last run: started {last['started_at']}, ended {last['ended_at']}, "
+                f"exit code {last['exit_code']}")
+    # No end recorded: it is the live run, or one that was killed before its end.
+    how = "still running" if live else "did not finish (killed?); run it again to resume"
+    return f"last run: started {last['started_at']}, {how}"
+
+
 def describe_status(report: dict[str, Any]) -> str:
     items = report["items"]
     states = ", ".join(f"{state} {items[state]}" for state in lc.STATES if items[state])
-    last = report["last_run"] or {}
     lines = [
         f"{report['out']}: {'RUNNING' if report['live'] else 'idle'}; "
         f"{items['total']} items: {states or 'none'}",
         f"images on disk {report['images_on_disk']}, credits spent {report['credits_spent']}, "
         f"submits {report['submits']}, in-doubt submits {report['in_doubt_submits']}",
-        f"last run: started {last.get('started_at')}, ended {last.get('ended_at')}, "
-        f"exit code {last.get('exit_code')}",
+        _last_run_text(report["last_run"], live=report["live"]),
     ]
     if report["eta_s"] is not None:
-        lines.append(f"ETA {report['eta_s'] / 60:.1f} min")
+        lines.append(f"ETA {format_duration(report['eta_s'])}")
     if report.get("report"):
         lines += ["", "last run's report:", report_text(report["report"])]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from typing import Any
 
 
 def parse(description: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False)
     parser.add_argument("manifest", type=Path, help="JSONL: id and parameters per line")
     parser.add_argument("-o", "--out", type=Path, required=True)
     parser.add_argument("--base-url", required=True)
