@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("out", help="the output directory of a run")
     gallery.set_defaults(handler=_cmd_gallery)
 
+    from batchgen.metadata import command as import_command
+
+    images = sub.add_parser("import", help="read the parameters embedded in images back "
+                            "into a JSONL manifest")
+    import_command.add_arguments(images)
+    images.set_defaults(handler=import_command.main)
+
     from batchgen.server import command as serve_command
 
     serve = sub.add_parser("serve", help="run a local Segmind-compatible v2 server")
@@ -139,6 +146,10 @@ def _add_run_parser(sub: Any) -> None:
     run.add_argument("--notify-cmd", metavar="CMD",
                      help="shell command run at the end: summary path in $BATCHGEN_SUMMARY, "
                      "the morning report on stdin; its failure never fails the run")
+    run.add_argument("--no-embed", action="store_true",
+                     help="write images as the server sent them, without infotext")
+    run.add_argument("--captions", choices=("none", "txt"), default="none",
+                     help="txt: write <image>.txt with the prompt beside each image")
     run.add_argument("--allow-unknown-params", action="store_true")
     run.set_defaults(handler=_cmd_run)
 
@@ -173,6 +184,8 @@ def _run_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         progress=False if ns.no_progress else None,
         allow_unknown_params=ns.allow_unknown_params,
         notify_cmd=ns.notify_cmd,
+        embed=not ns.no_embed,
+        captions=ns.captions,
     )
 
 
