@@ -16,7 +16,8 @@ from pathlib import Path
 from batchgen.errors import UsageError
 from batchgen.manifest.schema import DEFAULT_MODEL
 from batchgen.metadata.importer import Imported, Skipped, import_images
-from batchgen.output.files import dumps_line, write_atomic
+from batchgen.output.files import write_atomic
+from batchgen.output.results import dumps_line
 
 EXIT_OK, EXIT_NOTHING = 0, 1
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")

@@ -110,16 +110,17 @@ def unquote(text: str) -> str:
 def settings_pairs(*, model: str, params: Mapping[str, Any], seed: int | None,
                    item_id: str, index: int = 0, count: int = 1) -> list[tuple[str, str]]:
     """The ``Key: value`` pairs of an image, unquoted, in the order they are written."""
-    pairs = [(label, spell(params[name])) for name, label in LABELS if name in params]
+    given = {name: value for name, value in params.items() if value is not None}
+    pairs = [(label, spell(given[name])) for name, label in LABELS if name in given]
     if seed is not None:
         pairs.append((SEED, str(seed)))
-    width, height = params.get("img_width"), params.get("img_height")
+    width, height = given.get("img_width"), given.get("img_height")
     if width is not None and height is not None:
         pairs.append((SIZE, f"{spell(width)}x{spell(height)}"))
     pairs.append((MODEL, model))
     if count > 1:
         pairs += [(BATCH_SIZE, str(count)), (BATCH_POS, str(index))]
-    pairs += [(name, spell(params[name])) for name in sorted(params)
+    pairs += [(name, spell(given[name])) for name in sorted(given)
               if name not in NOT_LISTED and _KEY.fullmatch(name)]
     pairs.append((ID_LABEL, item_id))
     if len(pairs) < _MIN_PAIRS:

@@ -21,9 +21,12 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from batchgen.lifecycle import COMPLETED
 from batchgen.metadata.record import used_seed
-from batchgen.output.files import dumps_line, write_atomic
-from batchgen.store.db import COMPLETED, ItemRecord, iter_finished
+from batchgen.output.files import write_atomic
+from batchgen.output.results import dumps_line
+from batchgen.store.items import ItemRecord
+from batchgen.store.views import iter_finished
 
 METADATA_FILE = "metadata.jsonl"
 CAPTION_SUFFIX = ".txt"
