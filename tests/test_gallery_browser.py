@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from PIL import Image
 
 import batchgen
 from batchgen.metadata.record import infotext, record_for
@@ -208,7 +209,9 @@ def test_infotext_copy_gives_what_the_image_carries(open_gallery: Any,
             item_id=item_id, model=line["model"], params=line["params"],
             result={"seed": line["seed"]}, request_id=line["request_id"], cost=None,
             index=sample - 1, count=count))
-        assert copied == expected
+        with Image.open(mixed_out / line["files"][sample - 1]["path"]) as image:
+            embedded = image.text["parameters"]  # type: ignore[attr-defined]
+        assert copied == embedded == expected
         assert card.locator("details.info pre").text_content() == expected
 
 

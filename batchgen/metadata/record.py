@@ -57,6 +57,8 @@ def record_for(*, item_id: str, model: str, params: Mapping[str, Any],
     """The record of image ``index`` of an item from its stored result."""
     metrics = result.get("metrics")
     metrics = metrics if isinstance(metrics, Mapping) else {}
+    if cost is None:  # a file written again on resume: the job's cost as first recorded
+        cost = _number(metrics.get("cost"))
     return ImageRecord(item_id=item_id, model=model, params=dict(params),
                        seed=used_seed(params, result), request_id=request_id, cost=cost,
                        inference_time=_number(metrics.get("inference_time")),
