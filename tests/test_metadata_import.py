@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -160,7 +159,6 @@ def test_an_existing_manifest_is_not_overwritten(tmp_path: Path) -> None:
 
 def test_each_item_names_its_file(tmp_path: Path) -> None:
     """A comment above each line says which file it came from."""
-    shutil.copytree(Path("jobs"), tmp_path / "jobs")
     write_run(tmp_path / "in", Path("jobs/demo.yaml"))
     target = tmp_path / "m.jsonl"
     main(["import", str(tmp_path / "in" / "fox.seed-101.png"), "-o", str(target)])
