@@ -27,6 +27,7 @@ DEFAULT_HISTORY_WAIT_S = 20.0
 
 RateScope = Literal["submits", "all"]
 Policy = Literal["resubmit", "fail"]
+Captions = Literal["none", "txt"]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -74,6 +75,9 @@ class RunConfig:
     # A Prometheus text file rewritten every log_every_s and at the end (report/metrics.py).
     metrics_file: Path | None = None
     seed: int | None = None
+    # Metadata in each image (batchgen.metadata): the infotext and batchgen's record.
+    embed: bool = True
+    captions: Captions = "none"
 
     def __post_init__(self) -> None:
         positive = {
@@ -105,6 +109,8 @@ class RunConfig:
         for name, policy in (("on_expired", self.on_expired), ("on_in_doubt", self.on_in_doubt)):
             if policy not in ("resubmit", "fail"):
                 raise UsageError(f"{name} must be 'resubmit' or 'fail', got {policy!r}")
+        if self.captions not in ("none", "txt"):
+            raise UsageError(f"captions must be 'none' or 'txt', got {self.captions!r}")
         if not self.base_url.startswith(("http://", "https://")):
             raise UsageError(f"base_url must be an http(s) URL, got {self.base_url!r}")
 

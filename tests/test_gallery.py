@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from batchgen.manifest.ids import derived_id
 from batchgen.report import gallery as gallery_module
 from batchgen.report.gallery import write_gallery
 from batchgen.store.db import connect
@@ -52,6 +53,26 @@ class Page(HTMLParser):
         kinds = [attrs.get("type") for tag, attrs in self.tags if tag == "script"]
         return json.loads(self.scripts[kinds.index("application/json")])
 
+    @property
+    def rows(self) -> dict[str, dict[str, Any]]:
+        """The items as the page's script decodes them, by id."""
+        return {row["id"]: row for row in decode(self.data)}
+
+
+def decode(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows back from the columnar data, as gallery.js reads them."""
+    rows, previous = [], ""
+    for n, code in enumerate(data["ids"]):
+        item_id = code if isinstance(code, str) else previous[:code[0]] + code[1]
+        previous = item_id
+        vals = {k: col["r"][n] if "r" in col else col["v"][col["i"][n]]
+                for k, col in data["cols"].items()}
+        error = data["errors"].get(str(n))
+        rows.append({"id": item_id, "vals": vals, "error": error,
+                     "files": data["files"].get(str(n), 0 if error else 1),
+                     "missing": data["missing"].get(str(n), [])})
+    return rows
+
 
 def add(conn: sqlite3.Connection, item_id: str, state: str = "completed", *,
         files: list[str] | None = None, used_seed: int | None = None,
@@ -79,9 +100,9 @@ def gallery(db: Path, out: Path) -> Page:
     return Page(write_gallery(db, out).read_text(encoding="utf-8"))
 
 
-def image_paths(row: list[Any]) -> list[str]:
+def image_paths(row: dict[str, Any]) -> list[str]:
     """The paths a row stands for, decoded as the page's script does."""
-    item_id, files = row[0], row[1]
+    item_id, files = row["id"], row["files"]
     if isinstance(files, int):
         return [f"images/{item_id}.png" if files == 1 else f"images/{item_id}-{k + 1}.png"
                 for k in range(files)]
@@ -107,7 +128,7 @@ def sweep(tmp_path: Path) -> tuple[Path, list[str]]:
 def test_every_completed_item_appears_with_relative_images(tmp_path: Path) -> None:
     """Each completed item is in the page's data, its images under images/."""
     db, ids = sweep(tmp_path)
-    rows = {row[0]: row for row in gallery(db, tmp_path).data["rows"]}
+    rows = gallery(db, tmp_path).rows
     assert set(ids) <= set(rows)
     for item_id in ids:
         for path in image_paths(rows[item_id]):
@@ -131,8 +152,7 @@ def test_page_loads_nothing_from_elsewhere(tmp_path: Path) -> None:
 def test_failed_items_carry_their_reason(tmp_path: Path) -> None:
     """A failed item is in the data with its error class and message."""
     db, _ = sweep(tmp_path)
-    rows = {row[0]: row for row in gallery(db, tmp_path).data["rows"]}
-    assert rows["bad"][4] == ["safety_block", "NSFW content detected"]
+    assert gallery(db, tmp_path).rows["bad"]["error"] == ["safety_block", "NSFW content detected"]
 
 
 def test_swept_parameters_are_the_varying_keys(tmp_path: Path) -> None:
@@ -141,18 +161,19 @@ def test_swept_parameters_are_the_varying_keys(tmp_path: Path) -> None:
     meta = gallery(db, tmp_path).data["meta"]
     assert meta["keys"] == ["prompt", "samples", "seed"]
     assert meta["common"]["negative_prompt"] == "blurry"
+    assert meta["common"]["model"] == MODEL
     assert "seed" not in meta["common"]
 
 
 def test_seed_shown_is_the_one_the_server_used(tmp_path: Path) -> None:
-    """A random seed (-1) is shown as the seed the result reported."""
+    """A random seed (-1) is shown as the seed the result reported; seeds past 2^53
+    travel as text so JavaScript cannot round them."""
     db, conn = store(tmp_path)
     add(conn, "a", used_seed=4242, seed=-1)
-    add(conn, "b", used_seed=77, seed=-1)
+    add(conn, "b", used_seed=2**60 + 1, seed=-1)
     conn.close()
-    data = gallery(db, tmp_path).data
-    seeds = [row[3][data["meta"]["keys"].index("seed")] for row in data["rows"]]
-    assert seeds == [4242, 77]
+    rows = gallery(db, tmp_path).rows
+    assert [rows["a"]["vals"]["seed"], rows["b"]["vals"]["seed"]] == [4242, str(2**60 + 1)]
 
 
 def test_prompt_with_script_cannot_inject(tmp_path: Path) -> None:
@@ -164,7 +185,7 @@ def test_prompt_with_script_cannot_inject(tmp_path: Path) -> None:
     page = gallery(db, tmp_path)
     assert [tag for tag, _ in page.tags].count("script") == 2
     assert all(tag not in ("img", "b") for tag, _ in page.tags)
-    assert page.data["rows"][0][2] == evil
+    assert page.data["meta"]["common"]["prompt"] == evil
     assert "<b>bold</b> & co" in "".join(page.text)
 
 
@@ -173,23 +194,57 @@ def test_unsafe_recorded_paths_are_left_out(tmp_path: Path) -> None:
     db, conn = store(tmp_path)
     add(conn, "odd", files=["/etc/passwd", "../x.png", "images/odd.webp"])
     conn.close()
-    row = gallery(db, tmp_path).data["rows"][0]
-    assert image_paths(row) == ["images/odd.webp"]
+    assert image_paths(gallery(db, tmp_path).rows["odd"]) == ["images/odd.webp"]
+
+
+def test_missing_files_are_not_counted_as_images(tmp_path: Path) -> None:
+    """An image recorded but not on disk is marked missing and left out of the count."""
+    db, conn = store(tmp_path)
+    add(conn, "here")
+    add(conn, "gone")
+    add(conn, "half", samples=2, files=["images/half-1.png", "images/half-2.png"])
+    conn.close()
+    (tmp_path / "images").mkdir()
+    for name in ("here.png", "half-2.png"):
+        (tmp_path / "images" / name).write_bytes(b"x")
+    page = gallery(db, tmp_path)
+    assert page.rows["gone"]["missing"] == [0] and page.rows["half"]["missing"] == [0]
+    assert page.rows["here"]["missing"] == []
+    header = " ".join(page.text)
+    assert "3 completed (2 images, 2 missing on disk" in header
+
+
+def test_a_run_with_nothing_finished_says_so(tmp_path: Path) -> None:
+    """Items that all wait for download: the header says how many and what to do."""
+    db, conn = store(tmp_path)
+    for n in range(3):
+        add(conn, f"paid-{n}", "fetched")
+    add(conn, "later", "pending")
+    conn.close()
+    header = " ".join(gallery(db, tmp_path).text)
+    assert "Not finished yet: 3 wait for download, 1 not submitted yet" in header
+    assert "Nothing has finished yet" in header
+    assert "model ;" not in header
 
 
 def test_ten_thousand_images_make_a_small_page(tmp_path: Path) -> None:
-    """A 100-prompt x 100-seed sweep makes a page under 1 MB."""
+    """A 100-prompt x 100-seed run with derived ids makes a page under 300 KB (README:
+    "about 250 KB for 10,000 images")."""
     db, conn = store(tmp_path)
+    (tmp_path / "images").mkdir()
     conn.execute("BEGIN")  # one commit, not 10,000 fsyncs
     for p in range(100):
         prompt = f"prompt number {p}: a detailed photograph of a lighthouse on a cliff at dusk"
         for seed in range(100):
-            add(conn, f"p{p:03d}.seed-{seed}", prompt=prompt, seed=seed)
+            params = {**BASE, "prompt": prompt, "seed": seed}
+            item_id = derived_id(MODEL, params)
+            (tmp_path / "images" / f"{item_id}.png").touch()
+            add(conn, item_id, used_seed=seed, **params)
     conn.execute("COMMIT")
     conn.close()
     path = write_gallery(db, tmp_path)
-    assert path.stat().st_size < 1_000_000
-    assert len(Page(path.read_text(encoding="utf-8")).data["rows"]) == 10_000
+    assert path.stat().st_size < 300_000
+    assert len(Page(path.read_text(encoding="utf-8")).rows) == 10_000
 
 
 def test_huge_runs_show_the_first_items_and_say_so(tmp_path: Path,
@@ -201,5 +256,5 @@ def test_huge_runs_show_the_first_items_and_say_so(tmp_path: Path,
         add(conn, f"item-{n}", seed=n)
     conn.close()
     page = gallery(db, tmp_path)
-    assert [row[0] for row in page.data["rows"]] == [f"item-{n}" for n in range(5)]
+    assert list(page.rows) == [f"item-{n}" for n in range(5)]
     assert "Showing the first 5 of 8 finished items" in " ".join(page.text)

@@ -40,7 +40,7 @@ async def test_a_full_disk_stops_paying_and_the_paid_jobs_resume(
     jobs are delivered by the next run without being paid again."""
     from batchgen.engine import deliver
 
-    def disk_full(temp: Path, final: Path) -> int:
+    def disk_full(temp: Path, final: Path, *args: Any, **options: Any) -> int:
         temp.unlink()
         raise OSError(errno.ENOSPC, "No space left on device", str(final))
 

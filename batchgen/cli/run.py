@@ -92,6 +92,12 @@ def register(sub: Any) -> None:
         "$BATCHGEN_SUMMARY, the morning report on stdin; its failure never fails the run")
     add("--allow-unknown-params", action="store_true",
         help="send parameters the model schema does not know")
+    add("--keep-changed", action="store_true", help="keep the result of a finished item "
+        "whose parameters changed in the manifest, instead of generating it again")
+    add("--no-embed", action="store_true",
+        help="write images as the server sent them, without infotext")
+    add("--captions", choices=("none", "txt"), default=_DEFAULTS.captions,
+        help="txt: write <image>.txt with the prompt beside each image")
     refuse_key_flags(run)
     run.set_defaults(handler=command)
 
@@ -131,6 +137,9 @@ def run_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         allow_unknown_params=ns.allow_unknown_params,
         notify_cmd=ns.notify_cmd,
         metrics_file=Path(ns.metrics_file) if ns.metrics_file else None,
+        keep_changed=ns.keep_changed,
+        embed=not ns.no_embed,
+        captions=ns.captions,
     )
 
 

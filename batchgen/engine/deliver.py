@@ -2,8 +2,9 @@
 durable (the ``delivered`` or ``undelivered`` event) and append it to results.jsonl.
 
 A download keeps capacity of its own, so slow image hosts never hold a submit slot.
-Each image goes to a temporary file beside its final name, fsynced, and is renamed into
-place; its size, SHA-256 and modification time are recorded, so a resume can tell that
+Each image goes to a temporary file beside its final name, gets its parameters embedded
+(metadata.embed), is fsynced and renamed into place; its size, SHA-256 and modification
+time are recorded (beside the server's size and SHA-256), so a resume can tell that
 the file on disk is still the one written.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ from batchgen.engine.context import JobContext
 from batchgen.engine.follow import Harvest
 from batchgen.errors import ApiError
 from batchgen.lifecycle import COMPLETED
-from batchgen.output.files import extension_for, image_name, place_image, stamp, temp_path
+from batchgen.metadata.embed import Written, finish_image
+from batchgen.metadata.record import ImageRecord, record_for
+from batchgen.output.files import extension_for, image_name, stamp, temp_path
 from batchgen.output.results import ResultsLog, line
 
 log = logging.getLogger(__name__)
@@ -61,17 +65,23 @@ async def _write_image(ctx: JobContext, harvest: Harvest, index: int) -> dict[st
     item_id = harvest.item.id
     done = await ctx.calls.image(output, temp_path(images, item_id, index))
     ext = extension_for(done.content_type or output.content_type, output.url)
-    final = images / image_name(item_id, index, len(harvest.outputs), ext)
-    mtime_ns = await anyio.to_thread.run_sync(_place, done.path, final)
+    count = len(harvest.outputs)
+    final = images / image_name(item_id, index, count, ext)
+    record = record_for(item_id=item_id, model=harvest.item.model, params=harvest.item.params,
+                        result=harvest.result, request_id=harvest.request_id,
+                        cost=harvest.cost, index=index, count=count)
+    written, mtime_ns = await anyio.to_thread.run_sync(partial(
+        _place, done.path, final, record, server_bytes=done.bytes, server_sha256=done.sha256,
+        embed=ctx.cfg.embed, caption=ctx.cfg.captions == "txt"))
     ctx.counters.images += 1
-    ctx.counters.image_bytes += done.bytes
-    return {"path": str(final.relative_to(ctx.cfg.out)), "bytes": done.bytes,
-            "sha256": done.sha256, "content_type": done.content_type, "mtime_ns": mtime_ns}
+    ctx.counters.image_bytes += written.bytes
+    return {**written.entry(ctx.cfg.out, done.content_type), "mtime_ns": mtime_ns}
 
 
-def _place(temp: Path, final: Path) -> int:
-    place_image(temp, final)
-    return stamp(final)
+def _place(temp: Path, final: Path, record: ImageRecord, **options: Any) -> tuple[Written, int]:
+    """The image in place with its metadata (metadata.embed), and its recorded mtime."""
+    written = finish_image(temp, final, record, **options)
+    return written, stamp(final)
 
 
 async def sink_stage(ctx: JobContext, receive: MemoryObjectReceiveStream[Delivered],

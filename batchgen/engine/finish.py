@@ -4,6 +4,7 @@ the notify command, all from the store."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import anyio
 from batchgen.config import RunConfig
 from batchgen.engine.context import JobContext
 from batchgen.exits import EXIT_CRASHED
+from batchgen.metadata.sidecars import export_sidecars
 from batchgen.output.results import export_results, write_summary
 from batchgen.report.gallery import write_gallery
 from batchgen.report.morning import morning_report, run_notify, top_errors, write_failed
@@ -40,7 +42,8 @@ async def finish(ctx: JobContext, *, run_id: int, started: float, manifest_items
                                 manifest_items=manifest_items)
         summary["exit_code"] = exit_code(ctx, counts) if failure is None else EXIT_CRASHED
         summary["error"] = None if failure is None else f"{type(failure).__name__}: {failure}"
-        await anyio.to_thread.run_sync(write_views, db, cfg.out, summary)
+        await anyio.to_thread.run_sync(partial(write_views, db, cfg.out, summary,
+                                               captions=cfg.captions == "txt"))
         await end_run(ctx.items.db, run_id, now=clock.wall(), summary=summary,
                       exit_code=summary["exit_code"])
     except Exception:
@@ -54,7 +57,8 @@ async def finish(ctx: JobContext, *, run_id: int, started: float, manifest_items
     return summary
 
 
-def write_views(db: Path, out: Path, summary: dict[str, Any]) -> None:
+def write_views(db: Path, out: Path, summary: dict[str, Any], *,
+                captions: bool = False) -> None:
     """The files people read in the morning, all from the store. Blocking.
 
     ``failed.jsonl`` and ``summary.json`` must be written; the gallery is a convenience
@@ -62,6 +66,7 @@ def write_views(db: Path, out: Path, summary: dict[str, Any]) -> None:
     """
     summary["report"] = morning_report(summary, errors=top_errors(db))
     summary["failed_items"] = write_failed(db, out)
+    export_sidecars(db, out, captions=captions)
     try:
         write_gallery(db, out)
     except Exception:

@@ -60,16 +60,6 @@ def place(temp: Path, final: Path) -> None:
     fsync_dir(final.parent)
 
 
-def place_image(temp: Path, final: Path) -> None:
-    """Rename a finished, fsynced image into place, without syncing the directory.
-
-    The image's bytes are already on disk; only its name could be lost to a power cut,
-    and then the next run finds the file missing (``file_ok``) and downloads it again
-    from the stored URL, with no new submit. That saves an fsync per image.
-    """
-    os.replace(temp, final)
-
-
 def stamp(final: Path) -> int:
     """The modification time (ns) to record for an image just placed."""
     return final.stat().st_mtime_ns

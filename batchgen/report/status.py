@@ -62,9 +62,14 @@ def _eta(run: dict[str, Any] | None, counts: dict[str, int], total: int) -> floa
     return float(round((total - done) * elapsed / done, 1))
 
 
+# images/ also holds the sidecars (metadata.jsonl, <image>.txt captions): not images.
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif"})
+
+
 def _count_images(directory: Path) -> int:
     try:
-        return sum(1 for entry in directory.iterdir() if not entry.name.startswith("."))
+        return sum(1 for entry in directory.iterdir() if not entry.name.startswith(".")
+                   and entry.suffix.lower() in _IMAGE_SUFFIXES)
     except OSError:
         return 0
 
