@@ -26,6 +26,7 @@ from batchgen.server.command import add_arguments, config_from
         ({"jitter": 1.0}, "jitter"),
         ({"credits": -5}, "credits"),
         ({"models": ("",)}, "models"),
+        ({"pricing": "per_token"}, "pricing"),
     ],
 )
 def test_invalid_field_is_named(fields: dict[str, Any], name: str) -> None:
@@ -49,7 +50,8 @@ def test_flags_build_the_config() -> None:
     add_arguments(parser)
     ns = parser.parse_args(
         ["--models", "a,b", "--models", "c", "--rpm", "5", "--rpm-scope", "all",
-         "--error-503-rate", "0.2", "--fail-prompt", "boom", "--latency", "2"]
+         "--error-503-rate", "0.2", "--fail-prompt", "boom", "--latency", "2",
+         "--pricing", "gpu", "--cost", "0.003"]
     )
     config = config_from(ns)
     assert config.models == ("a", "b", "c")
@@ -57,3 +59,4 @@ def test_flags_build_the_config() -> None:
     assert config.error_503_rate == 0.2
     assert config.fail_prompts == (FAIL_MARKER, "boom")
     assert config.latency_s == 2.0
+    assert (config.pricing, config.cost_per_image) == ("gpu", 0.003)

@@ -13,7 +13,9 @@ the server with ``--port 0`` and read where it listens. Flags map one-to-one ont
 - ``--retention`` v2 record lifetime, ``--history-retention`` how long history outlives
   it, ``--history-lag`` delay before a job shows in history.
 - ``--rpm``/``--rpm-scope`` sliding-minute limit per key, counting submits or all calls.
-- ``--credits``/``--cost`` account balance and price per image (406 when short).
+- ``--credits``/``--cost``/``--pricing`` account balance and prices (406 when short):
+  ``image`` charges ``--cost`` per sample; ``gpu`` charges it per reference job of GPU
+  work (steps/20 * pixels/512^2 * samples), so the price depends on the parameters.
 - Faults, all seeded by ``--rng-seed`` (details in ``faults.py``): ``--error-50X-rate``
   5xx answers, ``--drop-before-rate``/``--drop-after-rate`` connections closed before or
   after a submit is accepted, ``--slow-rate``/``--slow-s`` held answers,
@@ -70,7 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rpm-window", type=float, default=_DEFAULTS.rpm_window_s, metavar="S",
         help="length of the sliding window (the real API's is 60 s; shorter for tests)")
     add("--credits", type=float, default=_DEFAULTS.credits, help="account credits")
-    add("--cost", type=float, default=_DEFAULTS.cost_per_image, help="credits per image")
+    add("--cost", type=float, default=_DEFAULTS.cost_per_image,
+        help="credits per image (with --pricing gpu: per 20-step 512x512 image's work)")
+    add("--pricing", choices=("image", "gpu"), default=_DEFAULTS.pricing,
+        help="what a completed job costs: 'image' is --cost per sample whatever the "
+             "parameters; 'gpu' is --cost x steps/20 x pixels/512^2 x samples, like "
+             "per-GPU-second billing (the cost in metrics and in history follows it; "
+             "FAILED jobs cost nothing)")
     for code in (500, 502, 503, 504):
         add(f"--error-{code}-rate", type=float, default=0.0, help=f"share answered {code}")
     add("--drop-before-rate", type=float, default=0.0,
@@ -106,6 +114,7 @@ def config_from(ns: argparse.Namespace) -> ServerConfig:
         rpm_window_s=ns.rpm_window,
         credits=ns.credits,
         cost_per_image=ns.cost,
+        pricing=ns.pricing,
         error_500_rate=ns.error_500_rate,
         error_502_rate=ns.error_502_rate,
         error_503_rate=ns.error_503_rate,

@@ -20,8 +20,13 @@ SAFETY_ERROR = "Content blocked by safety filter (NSFW content detected)"
 WORKER_ERROR = "Inference failed: worker crashed while generating"
 
 RpmScope = Literal["submits", "all"]
+Pricing = Literal["image", "gpu"]
 ERROR_CODES = (500, 502, 503, 504)
 DAY_S = 86_400.0
+# The reference job that ``latency_s`` and ``cost_per_image`` describe: 20 steps,
+# 512 x 512, one sample.
+REFERENCE_STEPS = 20
+REFERENCE_PIXELS = 512 * 512
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,7 +38,7 @@ class ServerConfig:
     forbidden: tuple[str, ...] = ()
     retired: tuple[str, ...] = ()
 
-    # Inference time = latency_s * steps/20 * pixels/512^2 * samples * (1 +- jitter).
+    # Inference time = latency_s * work (steps/20 * pixels/512^2 * samples) * (1 +- jitter).
     workers: int = 4
     latency_s: float = 0.05
     jitter: float = 0.0
@@ -54,6 +59,10 @@ class ServerConfig:
 
     credits: float = 1_000_000.0
     cost_per_image: float = 0.01
+    # "image": cost_per_image per sample, whatever the parameters. "gpu": cost_per_image
+    # per reference job of GPU work (``work``), as per-GPU-second billing would charge
+    # without the jitter: a 40-step 1024x1024 image costs 8 reference images.
+    pricing: Pricing = "image"
 
     error_500_rate: float = 0.0
     error_502_rate: float = 0.0
@@ -90,6 +99,8 @@ class ServerConfig:
             raise ValueError(f"retention_s: must be positive, got {self.retention_s!r}")
         if self.rpm is not None and self.rpm < 1:
             raise ValueError(f"rpm: must be at least 1 or None, got {self.rpm!r}")
+        if self.pricing not in ("image", "gpu"):
+            raise ValueError(f"pricing: must be 'image' or 'gpu', got {self.pricing!r}")
         if self.rpm_scope not in ("submits", "all"):
             raise ValueError(f"rpm_scope: must be 'submits' or 'all', got {self.rpm_scope!r}")
         if self.image_cache_size < 0:
@@ -107,9 +118,19 @@ class ServerConfig:
             504: self.error_504_rate,
         }
 
+    def price(self, *, samples: int, work: float) -> float:
+        """Credits an accepted job costs if it completes (a FAILED job costs nothing)."""
+        units = work if self.pricing == "gpu" else samples
+        return round(self.cost_per_image * units, 6)
+
     def known_slugs(self) -> frozenset[str]:
         """Slugs that exist: the default model, ``models``, and the forbidden/retired ones."""
         return frozenset((DEFAULT_MODEL, *self.models, *self.forbidden, *self.retired))
+
+
+def work(*, steps: int, width: int, height: int, samples: int) -> float:
+    """A job's GPU work in reference jobs: what its inference time and "gpu" price scale by."""
+    return steps / REFERENCE_STEPS * (width * height) / REFERENCE_PIXELS * samples
 
 
 def _check_fraction(name: str, value: float) -> None:

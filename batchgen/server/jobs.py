@@ -5,6 +5,11 @@ times at which each worker becomes free (start = max(now, earliest free worker))
 state at any moment is derived from the clock when asked. That scales to thousands of
 jobs and makes ManualClock tests exact. Jobs are kept in creation order until their
 history retention ends, then forgotten; v2 lookups stop earlier, at ``retention_s``.
+
+Money follows the same clock: a job's price is reserved when it is accepted (so credits
+cannot be overdrawn by a burst of submits, 406 otherwise), and charged to the balance
+when it ends, in order of end time; its ``remaining_credits`` is the balance right after
+its own charge, so the newest value by completion time is the account's current one.
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ class Job:
     end: float
     error: str | None
     cost: float
-    remaining_credits: float
     base_url: str
+    # The balance right after this job was charged; set by ``JobBook.settle`` at its end.
+    remaining_credits: float | None = None
     file_sizes: list[int | None] = field(default_factory=list)
 
     @property
@@ -59,13 +65,15 @@ class Job:
         """The ``metrics`` object: empty while running, full once terminal."""
         if now < self.end:
             return {}
-        return {
+        metrics = {
             "inference_time": round(self.end - self.start, 3),
             "queue_time": round(self.start - self.created, 3),
             "total_time": round(self.end - self.created, 3),
             "cost": self.cost,
-            "remaining_credits": round(self.remaining_credits, 6),
         }
+        if self.remaining_credits is not None:
+            metrics["remaining_credits"] = round(self.remaining_credits, 6)
+        return metrics
 
     def wall_at(self, mono: float) -> float:
         """The wall time of monotonic instant ``mono``."""
@@ -80,12 +88,15 @@ class JobBook:
         self._jobs: dict[str, Job] = {}
         self._order: deque[Job] = deque()
         self._free_at: list[float] = [0.0] * config.workers
-        # (end, seq, failed) of jobs not yet counted as finished.
-        self._pending: list[tuple[float, int, bool]] = []
+        # (end, seq, job) of jobs not yet counted as finished.
+        self._pending: list[tuple[float, int, Job]] = []
         self._seq = itertools.count()
         self.completed = 0
         self.failed = 0
-        self.credits_left = config.credits
+        # What new submits may still spend (the balance less the prices of jobs in flight),
+        # and the account's balance as charged so far.
+        self.available = config.credits
+        self.balance = config.credits
 
     def schedule(self, now: float, duration_s: float) -> tuple[float, float]:
         """Reserve the earliest free worker for ``duration_s``; returns (start, end)."""
@@ -96,16 +107,19 @@ class JobBook:
         return start, end
 
     def add(self, job: Job) -> None:
-        """Record an accepted job."""
+        """Record an accepted job and reserve its price."""
         self._jobs[job.request_id] = job
         self._order.append(job)
-        heapq.heappush(self._pending, (job.end, next(self._seq), job.error is not None))
+        self.available -= job.cost
+        heapq.heappush(self._pending, (job.end, next(self._seq), job))
 
     def settle(self, now: float) -> None:
-        """Count finished jobs and forget those past their history retention."""
+        """Charge and count finished jobs; forget those past their history retention."""
         while self._pending and self._pending[0][0] <= now:
-            _, _, failed = heapq.heappop(self._pending)
-            if failed:
+            _, _, job = heapq.heappop(self._pending)
+            self.balance -= job.cost
+            job.remaining_credits = self.balance
+            if job.error is not None:
                 self.failed += 1
             else:
                 self.completed += 1
