@@ -25,7 +25,8 @@ class ServerState:
     faults: Faults = field(init=False)
     window: SlidingWindow = field(init=False)
     images: ImageCache = field(init=False)
-    # Request ids, random seeds, jitter and fail_rate draws: seeded, so a run replays.
+    # Random seeds, jitter and fail_rate draws: seeded, so a run replays. Request ids are
+    # not drawn from it (uuid4, see submit.py).
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:

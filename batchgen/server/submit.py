@@ -92,8 +92,10 @@ def accept_submit(
     if state.book.available + 1e-9 < price:
         return json_error(state, 406, "Insufficient credits")
 
+    # A real random source, not the seeded generator: a restarted server must never hand
+    # out an id it gave before (a client would take another job's images for its own).
+    request_id = str(uuid.uuid4())
     rng = state.rng
-    request_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     seed = _int_param(params, "seed", -1)
     if seed == -1:
         seed = rng.randrange(2**32)
