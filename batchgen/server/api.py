@@ -19,8 +19,10 @@ def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def file_url(job: Job, index: int) -> str:
-    return f"{job.base_url}/files/{job.request_id}/{index}.png"
+def file_url(base: str, job: Job, index: int) -> str:
+    """Where output ``index`` downloads, on the server at ``base``: the path stays the same
+    for as long as the job is kept (across restarts too, with a state directory)."""
+    return f"{base}/files/{job.request_id}/{index}.png"
 
 
 def status_answer(job: Job, now: float) -> web.Response:
@@ -37,11 +39,11 @@ def status_answer(job: Job, now: float) -> web.Response:
     return web.json_response(body)
 
 
-def result_body(state: ServerState, job: Job, now: float) -> dict[str, Any]:
-    """The full result of a COMPLETED job."""
+def result_body(state: ServerState, job: Job, now: float, base: str) -> dict[str, Any]:
+    """The full result of a COMPLETED job, its URLs on the server at ``base``."""
     images = [
         {
-            "url": file_url(job, k),
+            "url": file_url(base, job, k),
             "content_type": "image/png",
             "file_name": f"{job.request_id}_{k}.png",
             "file_size": state.file_size(job, k),
@@ -67,8 +69,7 @@ async def _accept(request: web.Request) -> Job | web.Response:
     state = request.app[STATE]
     raw = await request.read()
     accepted = accept_submit(
-        state, request[API_KEY], request.match_info["slug"], request.content_type, raw,
-        base_url(request),
+        state, request[API_KEY], request.match_info["slug"], request.content_type, raw
     )
     if isinstance(accepted, web.Response):
         return accepted
@@ -85,14 +86,15 @@ async def submit_v2(request: web.Request) -> web.Response:
     if isinstance(accepted, web.Response):
         return accepted
     rid = accepted.request_id
-    status_url = f"{accepted.base_url}/v2/requests/{rid}/status"
+    base = base_url(request)
+    status_url = f"{base}/v2/requests/{rid}/status"
     return web.json_response(
         {
             "request_id": rid,
             "status": "QUEUED",
             "poll_url": status_url,
             "status_url": status_url,
-            "response_url": f"{accepted.base_url}/v2/requests/{rid}",
+            "response_url": f"{base}/v2/requests/{rid}",
         }
     )
 
@@ -109,7 +111,7 @@ async def get_status(request: web.Request) -> web.Response:
     if job is None:
         return json_error(state, 404, "Request not found or expired")
     if now >= job.end:
-        state.stats.detect(job.request_id, now - job.end)
+        state.stats.detect(job, now - job.end)
     return status_answer(job, now)
 
 
@@ -119,11 +121,11 @@ async def get_result(request: web.Request) -> web.Response:
     if job is None:
         return json_error(state, 404, "Request not found or expired")
     if now >= job.end:
-        state.stats.detect(job.request_id, now - job.end)
+        state.stats.detect(job, now - job.end)
     if job.state_at(now) != "COMPLETED":
         return status_answer(job, now)
     state.stats.result_fetches += 1
-    return web.json_response(result_body(state, job, now))
+    return web.json_response(result_body(state, job, now, base_url(request)))
 
 
 async def submit_v1(request: web.Request) -> web.Response:

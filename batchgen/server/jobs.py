@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
-from dataclasses import dataclass, field
+import json
+from collections import Counter, deque
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .config import ServerConfig
@@ -27,11 +29,16 @@ JobState = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED"]
 
 @dataclass(slots=True)
 class Job:
-    """One accepted request; every time is on the server clock's monotonic scale."""
+    """One accepted request; every time is on the server clock's monotonic scale.
+
+    A server keeps every job for days (history), so a job is kept small: the body as its
+    canonical JSON text, parsed when asked for, and no URL (answers build URLs from the
+    address each client used).
+    """
 
     request_id: str
     slug: str
-    body: dict[str, Any]
+    body_json: str
     seed: int
     samples: int
     width: int
@@ -43,10 +50,17 @@ class Job:
     end: float
     error: str | None
     cost: float
-    base_url: str
     # The balance right after this job was charged; set by ``JobBook.settle`` at its end.
     remaining_credits: float | None = None
-    file_sizes: list[int | None] = field(default_factory=list)
+    file_sizes: list[int | None] | None = None
+    # A status or result answer has told a client that this job ended (``Stats.detect``).
+    detected: bool = False
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """The request body as sent."""
+        body: dict[str, Any] = json.loads(self.body_json)
+        return body
 
     @property
     def prompt(self) -> str:
@@ -97,6 +111,8 @@ class JobBook:
         # and the account's balance as charged so far.
         self.available = config.credits
         self.balance = config.credits
+        # Accepted submits per (slug, body) among the kept jobs (``/__stats``).
+        self.bodies: Counter[tuple[str, str]] = Counter()
 
     def schedule(self, now: float, duration_s: float) -> tuple[float, float]:
         """Reserve the earliest free worker for ``duration_s``; returns (start, end)."""
@@ -110,6 +126,7 @@ class JobBook:
         """Record an accepted job and reserve its price."""
         self._jobs[job.request_id] = job
         self._order.append(job)
+        self.bodies[job.slug, job.body_json] += 1
         self.available -= job.cost
         heapq.heappush(self._pending, (job.end, next(self._seq), job))
 
@@ -125,7 +142,14 @@ class JobBook:
                 self.completed += 1
         horizon = self._config.retention_s + self._config.history_retention_s
         while self._order and self._order[0].created + horizon <= now:
-            del self._jobs[self._order.popleft().request_id]
+            self._forget(self._order.popleft())
+
+    def _forget(self, job: Job) -> None:
+        del self._jobs[job.request_id]
+        key = (job.slug, job.body_json)
+        self.bodies[key] -= 1
+        if self.bodies[key] <= 0:
+            del self.bodies[key]
 
     def live(self, request_id: str, now: float) -> Job | None:
         """The job behind a v2 record, or None when unknown or expired."""
@@ -138,9 +162,9 @@ class JobBook:
         """The job from account history, of any age still kept."""
         return self._jobs.get(request_id)
 
-    def newest_first(self) -> list[Job]:
-        """Every kept job, newest first."""
-        return list(reversed(self._order))
+    def newest_first(self) -> Iterator[Job]:
+        """Every kept job, newest first (do not await while iterating)."""
+        return reversed(self._order)
 
     @property
     def in_flight(self) -> int:

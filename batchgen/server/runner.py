@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -74,9 +73,8 @@ async def start_server(
     except BaseException:
         await runner.cleanup()
         raise
-    server = site._server
-    sockets: list[socket.socket] = list(getattr(server, "sockets", None) or [])
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    # The sockets' own addresses: the port the kernel picked when asked for 0.
+    bound_port = runner.addresses[0][1] if runner.addresses else port
     return LocalServer(runner, state, f"http://{_url_host(host)}:{bound_port}")
 
 

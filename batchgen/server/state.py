@@ -48,7 +48,7 @@ class ServerState:
         data = self.images.get(
             ImageSpec(job.prompt, job.seed, index, job.width, job.height)
         )
-        if not job.file_sizes:
+        if job.file_sizes is None:
             job.file_sizes = [None] * job.samples
         job.file_sizes[index] = len(data)
         return data
@@ -66,4 +66,5 @@ class ServerState:
             completed=self.book.completed,
             failed=self.book.failed,
             in_flight=self.book.in_flight,
+            bodies=self.book.bodies,
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..manifest.ids import canonical_json
 from ..manifest.schema import schema_for
 from .config import REFERENCE_STEPS, SAFETY_ERROR, WORKER_ERROR, work
 from .jobs import Job
@@ -70,7 +71,7 @@ def _check_request(
 
 
 def accept_submit(
-    state: ServerState, key: str, slug: str, content_type: str, raw: bytes, base_url: str
+    state: ServerState, key: str, slug: str, content_type: str, raw: bytes
 ) -> Job | web.Response:
     """The accepted job, or the error answer that refuses it."""
     config = state.config
@@ -114,7 +115,7 @@ def accept_submit(
     job = Job(
         request_id=request_id,
         slug=slug,
-        body=body,
+        body_json=canonical_json(body),
         seed=seed,
         samples=samples,
         width=width,
@@ -126,9 +127,8 @@ def accept_submit(
         end=end,
         error=error,
         cost=cost,
-        base_url=base_url,
     )
     state.book.add(job)
-    state.stats.accept(slug, body)
+    state.stats.submits_accepted += 1
     state.window.record(key, now)
     return job
