@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,7 +52,7 @@ def test_flags_build_the_config() -> None:
     ns = parser.parse_args(
         ["--models", "a,b", "--models", "c", "--rpm", "5", "--rpm-scope", "all",
          "--error-503-rate", "0.2", "--fail-prompt", "boom", "--latency", "2",
-         "--pricing", "gpu", "--cost", "0.003"]
+         "--pricing", "gpu", "--cost", "0.003", "--state-dir", "/srv/state"]
     )
     config = config_from(ns)
     assert config.models == ("a", "b", "c")
@@ -60,3 +61,4 @@ def test_flags_build_the_config() -> None:
     assert config.fail_prompts == (FAIL_MARKER, "boom")
     assert config.latency_s == 2.0
     assert (config.pricing, config.cost_per_image) == ("gpu", 0.003)
+    assert config.state_dir == Path("/srv/state")

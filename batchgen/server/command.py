@@ -16,6 +16,7 @@ the server with ``--port 0`` and read where it listens. Flags map one-to-one ont
 - ``--credits``/``--cost``/``--pricing`` account balance and prices (406 when short):
   ``image`` charges ``--cost`` per sample; ``gpu`` charges it per reference job of GPU
   work (steps/20 * pixels/512^2 * samples), so the price depends on the parameters.
+- ``--state-dir`` keeps jobs, history and balance across restarts (``journal.py``).
 - Faults, all seeded by ``--rng-seed`` (details in ``faults.py``): ``--error-50X-rate``
   5xx answers, ``--drop-before-rate``/``--drop-after-rate`` connections closed before or
   after a submit is accepted, ``--slow-rate``/``--slow-s`` held answers,
@@ -28,6 +29,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from ..errors import UsageError
 from .config import DEMO_API_KEY, FAIL_MARKER, ServerConfig
@@ -79,6 +81,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "parameters; 'gpu' is --cost x steps/20 x pixels/512^2 x samples, like "
              "per-GPU-second billing (the cost in metrics and in history follows it; "
              "FAILED jobs cost nothing)")
+    add("--state-dir", type=Path, metavar="DIR",
+        help="keep jobs, their records, the account history and the balance in DIR, so "
+             "they survive a restart: request ids and output file paths stay valid (on "
+             "the new address), retention counts by the wall clock, and --credits only "
+             "starts a new DIR's balance (default: memory only)")
     for code in (500, 502, 503, 504):
         add(f"--error-{code}-rate", type=float, default=0.0, help=f"share answered {code}")
     add("--drop-before-rate", type=float, default=0.0,
@@ -125,6 +132,7 @@ def config_from(ns: argparse.Namespace) -> ServerConfig:
         slow_rate=ns.slow_rate,
         slow_s=ns.slow_s,
         non_json_rate=ns.non_json_rate,
+        state_dir=ns.state_dir,
     )
 
 
@@ -139,6 +147,9 @@ async def _serve(config: ServerConfig, host: str, port: int) -> None:
     try:
         print(server.base_url, flush=True)
         print(f"api key: {server.api_key}", file=sys.stderr, flush=True)
+        if config.state_dir is not None:
+            print(f"state dir: {config.state_dir} ({len(server.state.book)} jobs kept)",
+                  file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await server.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 from ..manifest.schema import DEFAULT_MODEL
@@ -77,6 +78,10 @@ class ServerConfig:
 
     # Rendered PNGs are a few KB at 512x512: a few hundred cost little memory.
     image_cache_size: int = 256
+
+    # Where jobs are kept across restarts (``journal.py``); None keeps them in memory only.
+    # The balance then continues from the directory: ``credits`` starts a new one.
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -114,6 +114,23 @@ class JobBook:
         # Accepted submits per (slug, body) among the kept jobs (``/__stats``).
         self.bodies: Counter[tuple[str, str]] = Counter()
 
+    def restore(self, jobs: list[Job], available: float) -> None:
+        """Take back the jobs of a state directory (``journal.py``), oldest first;
+        ``available`` is what new submits could spend after the newest job was accepted.
+
+        Each job is charged again when ``settle`` passes its end, in end order, from the
+        balance before the first of them, so ``remaining_credits`` come out as they did;
+        the workers are busy until the latest ends, as they were.
+        """
+        self.available = self.balance = available + sum(job.cost for job in jobs)
+        for job in jobs:
+            self.add(job)
+        # A worker is free at the end of its last job, and jobs run one after another on
+        # a worker, so the workers' free times are the latest ends.
+        workers = len(self._free_at)
+        self._free_at = heapq.nlargest(workers, [*self._free_at, *(job.end for job in jobs)])
+        heapq.heapify(self._free_at)
+
     def schedule(self, now: float, duration_s: float) -> tuple[float, float]:
         """Reserve the earliest free worker for ``duration_s``; returns (start, end)."""
         free = heapq.heappop(self._free_at)

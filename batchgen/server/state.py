@@ -9,6 +9,7 @@ from ..clock import Clock
 from .config import ServerConfig
 from .faults import Faults
 from .jobs import Job, JobBook
+from .journal import Journal
 from .png import ImageCache, ImageSpec
 from .ratelimit import SlidingWindow
 from .stats import Stats
@@ -28,6 +29,8 @@ class ServerState:
     # Random seeds, jitter and fail_rate draws: seeded, so a run replays. Request ids are
     # not drawn from it (uuid4, see submit.py).
     rng: random.Random = field(init=False)
+    # Where accepted jobs are written when ``config.state_dir`` is set (``open``).
+    journal: Journal | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.book = JobBook(self.config)
@@ -36,6 +39,29 @@ class ServerState:
         self.window = SlidingWindow(self.config.rpm, self.config.rpm_window_s)
         self.images = ImageCache(self.config.image_cache_size)
         self.rng = random.Random(f"jobs:{self.config.rng_seed}")
+
+    def open(self) -> None:
+        """Take back the jobs kept in ``config.state_dir``, and keep writing there."""
+        if self.config.state_dir is None:
+            return
+        self.journal, jobs, available = Journal.load(
+            self.config.state_dir, self.config, self.clock
+        )
+        if available is not None:
+            self.book.restore(jobs, available)
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def record(self, job: Job) -> None:
+        """Keep an accepted job: in the state directory first (OSError when it cannot be
+        written, and then the job does not exist), then in the book."""
+        if self.journal is not None:
+            self.journal.append(job, self.book.available - job.cost)
+        self.book.add(job)
+        self.stats.submits_accepted += 1
 
     def now(self) -> float:
         """Monotonic time, after settling the job book to it."""

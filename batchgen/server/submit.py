@@ -128,7 +128,10 @@ def accept_submit(
         error=error,
         cost=cost,
     )
-    state.book.add(job)
-    state.stats.submits_accepted += 1
+    try:
+        state.record(job)
+    except OSError:
+        # Not recorded, so not accepted: the client may send it again without paying twice.
+        return json_error(state, 500, "Internal error: the job could not be recorded")
     state.window.record(key, now)
     return job
