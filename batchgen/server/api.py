@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from aiohttp import web
@@ -74,7 +75,7 @@ async def _accept(request: web.Request) -> Job | web.Response:
     if isinstance(accepted, web.Response):
         return accepted
     request[ACCEPTED] = True
-    if state.faults.drop_after():
+    if state.faults.drop_after(state.stats.submits_accepted):
         # The job exists and will be billed; the client never hears of it.
         state.stats.faults["drop_after"] += 1
         return drop(request)
@@ -125,7 +126,28 @@ async def get_result(request: web.Request) -> web.Response:
     if job.state_at(now) != "COMPLETED":
         return status_answer(job, now)
     state.stats.result_fetches += 1
-    return web.json_response(result_body(state, job, now, base_url(request)))
+    return _result_answer(state, job, now, base_url(request))
+
+
+def _result_answer(state: ServerState, job: Job, now: float, base: str) -> web.Response:
+    """The result of a COMPLETED job, or the bad answer a result fault asks for."""
+    fault = state.faults.result()
+    shown = job
+    if fault == "wrong":
+        other = next((j for j in state.book.newest_first()
+                      if j is not job and j.state_at(now) == "COMPLETED"), None)
+        if other is None:
+            fault = None
+        else:
+            shown = other
+    body = {**result_body(state, shown, now, base), "request_id": job.request_id}
+    if fault is None:
+        return web.json_response(body)
+    state.stats.faults[f"{fault}_result"] += 1
+    text = json.dumps(body)
+    if fault == "garbled":
+        text = text[: len(text) // 2]
+    return web.Response(text=text, content_type="application/json")
 
 
 async def submit_v1(request: web.Request) -> web.Response:

@@ -19,8 +19,10 @@ the server with ``--port 0`` and read where it listens. Flags map one-to-one ont
 - ``--state-dir`` keeps jobs, history and balance across restarts (``journal.py``).
 - Faults, all seeded by ``--rng-seed`` (details in ``faults.py``): ``--error-50X-rate``
   5xx answers, ``--drop-before-rate``/``--drop-after-rate`` connections closed before or
-  after a submit is accepted, ``--slow-rate``/``--slow-s`` held answers,
-  ``--truncate-rate`` downloads cut short, ``--non-json-rate`` text or HTML error bodies.
+  after a submit is accepted (``--drop-after-submit N`` aims at one), ``--slow-rate``/
+  ``--slow-s`` held answers, ``--truncate-rate`` downloads cut short, ``--non-json-rate``
+  text or HTML error bodies, ``--garbled-result-rate``/``--wrong-result-rate`` results
+  that are not JSON or describe another job.
 """
 
 from __future__ import annotations
@@ -97,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--slow-s", type=float, default=_DEFAULTS.slow_s, help="delay of a slow answer")
     add("--non-json-rate", type=float, default=0.0,
         help="share of error answers with a text/plain or HTML body")
+    add("--drop-after-submit", type=int, action="append", metavar="N",
+        help="always drop the connection of the N-th accepted submit (1 = first) after "
+             "accepting it (repeatable)")
+    add("--garbled-result-rate", type=float, default=0.0,
+        help="share of results of COMPLETED jobs answered 200 with JSON cut in half")
+    add("--wrong-result-rate", type=float, default=0.0,
+        help="share of results of COMPLETED jobs answered with another job's result "
+             "(its prompt, seed and images) under the requested id")
 
 
 def config_from(ns: argparse.Namespace) -> ServerConfig:
@@ -128,10 +138,13 @@ def config_from(ns: argparse.Namespace) -> ServerConfig:
         error_504_rate=ns.error_504_rate,
         drop_before_rate=ns.drop_before_rate,
         drop_after_rate=ns.drop_after_rate,
+        drop_after_submits=tuple(ns.drop_after_submit or ()),
         truncate_rate=ns.truncate_rate,
         slow_rate=ns.slow_rate,
         slow_s=ns.slow_s,
         non_json_rate=ns.non_json_rate,
+        garbled_result_rate=ns.garbled_result_rate,
+        wrong_result_rate=ns.wrong_result_rate,
         state_dir=ns.state_dir,
     )
 

@@ -71,10 +71,15 @@ class ServerConfig:
     error_504_rate: float = 0.0
     drop_before_rate: float = 0.0
     drop_after_rate: float = 0.0
+    # Accepted submits (1 = this process's first) always dropped after acceptance, so a
+    # test can aim at one submit whatever the rates and the order of the others.
+    drop_after_submits: tuple[int, ...] = ()
     truncate_rate: float = 0.0
     slow_rate: float = 0.0
     slow_s: float = 5.0
     non_json_rate: float = 0.0
+    garbled_result_rate: float = 0.0
+    wrong_result_rate: float = 0.0
 
     # Rendered PNGs are a few KB at 512x512: a few hundred cost little memory.
     image_cache_size: int = 256
@@ -110,6 +115,8 @@ class ServerConfig:
             raise ValueError(f"rpm_scope: must be 'submits' or 'all', got {self.rpm_scope!r}")
         if self.image_cache_size < 0:
             raise ValueError(f"image_cache_size: must be >= 0, got {self.image_cache_size!r}")
+        if any(not isinstance(n, int) or n < 1 for n in self.drop_after_submits):
+            raise ValueError("drop_after_submits: every entry must be an integer >= 1")
         for name in ("models", "forbidden", "retired", "fail_prompts"):
             if any(not isinstance(s, str) or not s for s in getattr(self, name)):
                 raise ValueError(f"{name}: every entry must be a non-empty string")
