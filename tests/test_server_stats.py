@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from batchgen.clock import ManualClock
 from batchgen.server import FAIL_MARKER
+from batchgen.server.stats import body_key
 
 
 async def test_stats_endpoint_matches_method(local_server, api) -> None:
@@ -47,6 +48,7 @@ async def test_duplicate_bodies(local_server, api) -> None:
     stats = server.stats()
     assert stats["duplicate_bodies"] == 1
     assert stats["accepted_by_body"]['sd1.5-epicrealism {"prompt":"x","seed":1}'] == 2
+    assert stats["accepted_by_body"][body_key("sd1.5-epicrealism", {"seed": 1, "prompt": "x"})] == 2
 
 
 async def test_detection_delay(local_server, api, clock: ManualClock) -> None:

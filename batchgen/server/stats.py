@@ -17,12 +17,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..manifest.ids import canonical_json
 from ..report.summary import percentile
 
 if TYPE_CHECKING:
     from .jobs import Job
 
 DELAYS_KEPT = 100_000
+
+
+def body_key(slug: str, body: Any) -> str:
+    """The ``accepted_by_body`` key of a submit of ``body`` to ``slug``."""
+    return f"{slug} {canonical_json(body)}"
 
 
 @dataclass(slots=True)
