@@ -1,6 +1,8 @@
 """Load figure for the local server: 2,000 jobs in flight, 200 concurrent aiohttp clients.
 
-Run: ``.venv/bin/python bench/server_load.py [--jobs N] [--clients C] [--in-process]``
+Run: ``.venv/bin/python bench/server_load.py [--jobs N] [--clients C] [--in-process]
+[--state-dir DIR]`` (``--state-dir`` makes the server write every job there, as
+``run --local`` does, to show what keeping jobs across restarts costs).
 
 By default the server runs as a subprocess (``batchgen serve --port 0``) so that it and
 the clients get a core each. Phase 1 submits every job (200 submitters); the server's
@@ -19,6 +21,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,13 +36,15 @@ MODEL = "sd1.5-epicrealism"
 async def server_url(args: argparse.Namespace) -> AsyncIterator[str]:
     """The base URL of a server with enough simulated work to keep every job in flight."""
     if args.in_process:
-        config = ServerConfig(workers=args.workers, latency_s=args.latency)
+        config = ServerConfig(workers=args.workers, latency_s=args.latency,
+                              state_dir=args.state_dir)
         async with serve_local(config) as server:
             yield server.base_url
         return
+    state = ["--state-dir", str(args.state_dir)] if args.state_dir else []
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "batchgen", "serve", "--port", "0",
-        "--workers", str(args.workers), "--latency", str(args.latency),
+        "--workers", str(args.workers), "--latency", str(args.latency), *state,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
@@ -114,7 +119,8 @@ async def main(args: argparse.Namespace) -> int:
 
     total = sum(requests.values())
     print(f"jobs: {args.jobs}  clients: {args.clients}  server workers: {args.workers}  "
-          f"latency_s: {args.latency}  mode: {'in-process' if args.in_process else 'subprocess'}")
+          f"latency_s: {args.latency}  mode: {'in-process' if args.in_process else 'subprocess'}"
+          f"  state dir: {args.state_dir or 'none'}")
     print(f"errors: {sum(errors.values())} {dict(errors) if errors else ''}")
     print(f"in flight after submitting: {in_flight}")
     print(f"submit phase: {submitted - started:.2f} s, "
@@ -134,6 +140,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.5, help="server latency_s")
     parser.add_argument("--poll-s", type=float, default=0.5, help="client poll interval")
     parser.add_argument("--in-process", action="store_true", help="server in this process")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="the server keeps its jobs in this directory")
     return parser.parse_args()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,9 @@ from batchgen.server.command import add_arguments, config_from
         ({"jitter": 1.0}, "jitter"),
         ({"credits": -5}, "credits"),
         ({"models": ("",)}, "models"),
+        ({"pricing": "per_token"}, "pricing"),
+        ({"drop_after_submits": (0,)}, "drop_after_submits"),
+        ({"wrong_result_rate": 2.0}, "wrong_result_rate"),
     ],
 )
 def test_invalid_field_is_named(fields: dict[str, Any], name: str) -> None:
@@ -49,7 +53,9 @@ def test_flags_build_the_config() -> None:
     add_arguments(parser)
     ns = parser.parse_args(
         ["--models", "a,b", "--models", "c", "--rpm", "5", "--rpm-scope", "all",
-         "--error-503-rate", "0.2", "--fail-prompt", "boom", "--latency", "2"]
+         "--error-503-rate", "0.2", "--fail-prompt", "boom", "--latency", "2",
+         "--pricing", "gpu", "--cost", "0.003", "--state-dir", "/srv/state",
+         "--drop-after-submit", "3", "--drop-after-submit", "5", "--garbled-result-rate", "0.1"]
     )
     config = config_from(ns)
     assert config.models == ("a", "b", "c")
@@ -57,3 +63,6 @@ def test_flags_build_the_config() -> None:
     assert config.error_503_rate == 0.2
     assert config.fail_prompts == (FAIL_MARKER, "boom")
     assert config.latency_s == 2.0
+    assert (config.pricing, config.cost_per_image) == ("gpu", 0.003)
+    assert config.state_dir == Path("/srv/state")
+    assert (config.drop_after_submits, config.garbled_result_rate) == ((3, 5), 0.1)

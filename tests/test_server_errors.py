@@ -84,6 +84,14 @@ async def test_out_of_credits_is_406(local_server, api) -> None:
     assert "credits" in answer.json()["error"].lower()
 
 
+async def test_refusals_are_per_model(local_server, api) -> None:
+    """One server refuses each listed slug with its own code and serves the others."""
+    client = api(await local_server(models=("flux",), forbidden=("pro",), retired=("old",)))
+    codes = {slug: (await client.submit(slug=slug)).status
+             for slug in ("sd1.5-epicrealism", "flux", "pro", "old", "nope")}
+    assert codes == {"sd1.5-epicrealism": 200, "flux": 200, "pro": 403, "old": 410, "nope": 404}
+
+
 async def test_retired_slug_is_410(local_server, api) -> None:
     """A retired slug answers 410."""
     client = api(await local_server(retired=("sd1.5-old",)))

@@ -93,3 +93,42 @@ async def test_non_json_error_bodies(local_server, api, seed: int) -> None:
     types = {(await client.submit()).content_type for _ in range(12)}
     assert types == {"text/plain", "text/html"}
     assert server.stats()["faults"] == {"non_json": 12}
+
+
+async def test_drop_after_an_aimed_submit(local_server, api) -> None:
+    """drop_after_submits drops exactly the numbered accepted submits, with no rate."""
+    server = await local_server(drop_after_submits=(2,), latency_s=0.0)
+    client = api(server)
+    assert (await client.submit({"prompt": "first"})).status == 200
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await client.submit({"prompt": "second"})
+    assert (await client.submit({"prompt": "third"})).status == 200
+    assert (server.stats()["submits_accepted"], server.stats()["faults"]) == (3, {"drop_after": 1})
+    rows = (await client.history()).json()["data"]
+    assert [r["request_body"]["prompt"] for r in rows] == ["third", "second", "first"]
+
+
+async def test_garbled_result(local_server, api) -> None:
+    """A garbled result is a 200 JSON answer whose body does not parse; status is untouched."""
+    server = await local_server(garbled_result_rate=1.0, latency_s=0.0)
+    client = api(server)
+    rid = (await client.submit()).json()["request_id"]
+    assert (await client.status(rid)).json()["status"] == "COMPLETED"
+    answer = await client.result(rid)
+    assert (answer.status, answer.content_type) == (200, "application/json")
+    with pytest.raises(ValueError):
+        answer.json()
+    assert server.stats()["faults"] == {"garbled_result": 1}
+
+
+async def test_wrong_result(local_server, api) -> None:
+    """A wrong result carries the requested id with another job's prompt, seed and images."""
+    server = await local_server(wrong_result_rate=1.0, latency_s=0.0)
+    client = api(server)
+    alone = (await client.submit({"prompt": "mine", "seed": 1})).json()["request_id"]
+    assert (await client.result(alone)).json()["prompt"] == "mine"
+    other = (await client.submit({"prompt": "theirs", "seed": 2})).json()["request_id"]
+    wrong = (await client.result(alone)).json()
+    assert (wrong["request_id"], wrong["prompt"], wrong["seed"]) == (alone, "theirs", 2)
+    assert other in wrong["output"]
+    assert server.stats()["faults"] == {"wrong_result": 1}

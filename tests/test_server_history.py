@@ -71,6 +71,21 @@ async def test_newest_first_and_pagination(local_server, api, clock: ManualClock
     assert pages[3]["data"] == []
 
 
+async def test_pages_split_a_request_with_several_outputs(local_server, api, clock) -> None:
+    """Pages count rows, not requests: one request's outputs may span two pages."""
+    client = api(await local_server(clock=clock, latency_s=0.0))
+    old = (await client.submit({"prompt": "old", "samples": 3})).json()["request_id"]
+    clock.advance(1)
+    new = (await client.submit({"prompt": "new", "samples": 2})).json()["request_id"]
+    pages = [(await client.history(page=p, per_page=2)).json() for p in (1, 2, 3, 4)]
+    assert [[r["request_id"] for r in p["data"]] for p in pages] == [
+        [new, new], [old, old], [old], []
+    ]
+    urls = [r["generation_url"] for p in pages[1:] for r in p["data"]]
+    assert [u.rsplit("/", 1)[1] for u in urls] == ["0.png", "1.png", "2.png"]
+    assert {p["total"] for p in pages} == {5}
+
+
 async def test_status_and_model_filters(local_server, api, clock: ManualClock) -> None:
     """status and model_name (substring) filter the rows."""
     client = api(await local_server(clock=clock, latency_s=0.0, models=("flux-dev",)))

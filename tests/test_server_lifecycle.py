@@ -95,15 +95,46 @@ async def test_result_body(local_server, api, clock: ManualClock) -> None:
     assert result["output"] == result["images"][0]["url"]
     assert result["metrics"]["cost"] == 1.5
     assert result["metrics"]["remaining_credits"] == 8.5
-    assert {"inference_time", "queue_time", "total_time"} <= set(result["metrics"])
+    assert set(result["metrics"]) == {
+        "inference_time", "queue_time", "total_time", "cost", "remaining_credits"
+    }
+    for k, image in enumerate(result["images"]):
+        assert image["url"].endswith(f"/files/{rid}/{k}.png")
+        assert image["content_type"] == "image/png"
+        assert image["file_name"] == f"{rid}_{k}.png"
+        assert image["file_size"] > 0
 
 
 async def test_random_seed_is_reported(local_server, api, clock: ManualClock) -> None:
-    """A seed of -1 comes back as the actual non-negative seed used."""
+    """A seed of -1 comes back as the seed actually used: sending it gives the same image."""
     client = api(await local_server(clock=clock))
     rid = (await client.submit({"prompt": "x", "seed": -1})).json()["request_id"]
     clock.advance(5)
-    assert (await client.result(rid)).json()["seed"] >= 0
+    drawn = (await client.result(rid)).json()
+    assert drawn["seed"] >= 0
+    again = (await client.submit({"prompt": "x", "seed": drawn["seed"]})).json()["request_id"]
+    other = (await client.submit({"prompt": "x", "seed": drawn["seed"] + 1})).json()["request_id"]
+    clock.advance(5)
+    images = [(await client.download((await client.result(r)).json()["output"]))[1]
+              for r in (rid, again, other)]
+    assert images[0] == images[1] != images[2]
+
+
+async def test_request_ids_are_not_seeded(local_server, api, clock: ManualClock) -> None:
+    """Two servers with one rng_seed draw the same seeds and times but never the same ids."""
+    runs = []
+    for _ in range(2):
+        client = api(await local_server(clock=clock, rng_seed=7, jitter=0.5, fail_rate=0.5))
+        ids = [(await client.submit({"prompt": "x", "seed": -1})).json()["request_id"]
+               for _ in range(4)]
+        clock.advance(100)
+        answers = [(await client.status(rid)).json() for rid in ids]
+        results = [(await client.result(rid)).json() for rid in ids]
+        runs.append((ids, [a["status"] for a in answers],
+                     [a["metrics"]["inference_time"] for a in answers],
+                     [r.get("seed") for r in results]))
+    assert not set(runs[0][0]) & set(runs[1][0])
+    assert runs[0][1:] == runs[1][1:]
 
 
 async def test_images_are_pngs_of_the_requested_size(local_server, api, clock) -> None:

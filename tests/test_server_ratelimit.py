@@ -98,3 +98,19 @@ async def test_date_header_follows_the_server_clock(local_server, api) -> None:
     server = await local_server(clock=clock)
     answer = await api(server).submit()
     assert parsedate_to_datetime(answer.headers["Date"]).timestamp() == 2_000_000_000.0
+
+
+async def test_every_answer_has_the_date(local_server, api) -> None:
+    """Refusals, polls, history and downloads carry `Date` too, from the same clock."""
+    clock = ManualClock(wall_start=2_000_000_000.0)
+    server = await local_server(clock=clock, rpm=1, latency_s=0.0)
+    client = api(server)
+    rid = (await client.submit()).json()["request_id"]
+    url = (await client.result(rid)).json()["output"]
+    answers = [await client.submit(), await client.status("nope"), await client.history(),
+               await client.request("GET", "/v2/sd1.5-epicrealism")]
+    client.key = "SG_wrong"
+    answers.append(await client.submit())
+    assert [a.status for a in answers] == [429, 404, 200, 405, 401]
+    dates = [a.headers["Date"] for a in answers] + [(await client.download(url))[2]["Date"]]
+    assert {parsedate_to_datetime(d).timestamp() for d in dates} == {2_000_000_000.0}

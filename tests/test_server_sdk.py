@@ -58,7 +58,7 @@ async def test_failed_job_raises_inference_failed(local_server, sdk: ClientFacto
     client = sdk(server)
     with pytest.raises(InferenceFailed) as info:
         await anyio.to_thread.run_sync(lambda: client.run(MODEL, prompt=f"x {FAIL_MARKER}"))
-    assert info.value.detail == server.state.book.newest_first()[0].error
+    assert info.value.detail == next(server.state.book.newest_first()).error
 
 
 async def test_bad_key_raises_401(local_server, sdk: ClientFactory) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from batchgen.clock import ManualClock
 from batchgen.server import FAIL_MARKER
+from batchgen.server.stats import body_key
 
 
 async def test_stats_endpoint_matches_method(local_server, api) -> None:
@@ -47,6 +48,7 @@ async def test_duplicate_bodies(local_server, api) -> None:
     stats = server.stats()
     assert stats["duplicate_bodies"] == 1
     assert stats["accepted_by_body"]['sd1.5-epicrealism {"prompt":"x","seed":1}'] == 2
+    assert stats["accepted_by_body"][body_key("sd1.5-epicrealism", {"seed": 1, "prompt": "x"})] == 2
 
 
 async def test_detection_delay(local_server, api, clock: ManualClock) -> None:
@@ -61,3 +63,19 @@ async def test_detection_delay(local_server, api, clock: ManualClock) -> None:
     delay = server.stats()["detection_delay_s"]
     assert delay["count"] == 1
     assert abs(delay["p50"] - 0.5) < 1e-6
+
+
+async def test_counters_of_forgotten_jobs_are_pruned(local_server, api, clock) -> None:
+    """Once history retention forgets a job its body leaves accepted_by_body: no endless growth."""
+    server = await local_server(clock=clock, retention_s=60, history_retention_s=60)
+    client = api(server)
+    await client.submit({"prompt": "old"})
+    await client.submit({"prompt": "old"})
+    clock.advance(100)
+    await client.submit({"prompt": "new"})
+    assert server.stats()["duplicate_bodies"] == 1
+    clock.advance(20)
+    stats = server.stats()
+    assert stats["accepted_by_body"] == {'sd1.5-epicrealism {"prompt":"new"}': 1}
+    assert (stats["duplicate_bodies"], stats["submits_accepted"]) == (0, 3)
+    assert len(server.state.book) == 1

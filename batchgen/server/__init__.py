@@ -2,8 +2,9 @@
 
 Modules: ``config`` (options), ``app`` (routes, gateway), ``api`` (v2/v1 endpoints),
 ``submit`` (accepting a job), ``jobs`` (lazy job states), ``history`` (account history),
-``files`` and ``png`` (outputs), ``faults``, ``ratelimit``, ``stats``, ``runner``
-(start/stop in-process) and ``command`` (``batchgen serve``).
+``files`` and ``png`` (outputs), ``journal`` (the state directory), ``faults``,
+``ratelimit``, ``stats``, ``runner`` (start/stop in-process) and ``command``
+(``batchgen serve``).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -11,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 from .config import DEMO_API_KEY, FAIL_MARKER, ServerConfig
 
 if TYPE_CHECKING:
+    from .journal import StateDirError
     from .runner import LocalServer, serve_local, start_server
     from .state import ServerState
 
 # The running parts pull in aiohttp.web; load them on first use so that commands which
 # only need the options (``batchgen validate``, ``--help``) stay light.
 _LAZY = {"LocalServer": "runner", "serve_local": "runner", "start_server": "runner",
-         "ServerState": "state"}
+         "ServerState": "state", "StateDirError": "journal"}
 
 
 def __getattr__(name: str) -> Any:
@@ -34,6 +36,7 @@ __all__ = [
     "LocalServer",
     "ServerConfig",
     "ServerState",
+    "StateDirError",
     "serve_local",
     "start_server",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from aiohttp import web
@@ -19,8 +20,10 @@ def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-def file_url(job: Job, index: int) -> str:
-    return f"{job.base_url}/files/{job.request_id}/{index}.png"
+def file_url(base: str, job: Job, index: int) -> str:
+    """Where output ``index`` downloads, on the server at ``base``: the path stays the same
+    for as long as the job is kept (across restarts too, with a state directory)."""
+    return f"{base}/files/{job.request_id}/{index}.png"
 
 
 def status_answer(job: Job, now: float) -> web.Response:
@@ -37,11 +40,11 @@ def status_answer(job: Job, now: float) -> web.Response:
     return web.json_response(body)
 
 
-def result_body(state: ServerState, job: Job, now: float) -> dict[str, Any]:
-    """The full result of a COMPLETED job."""
+def result_body(state: ServerState, job: Job, now: float, base: str) -> dict[str, Any]:
+    """The full result of a COMPLETED job, its URLs on the server at ``base``."""
     images = [
         {
-            "url": file_url(job, k),
+            "url": file_url(base, job, k),
             "content_type": "image/png",
             "file_name": f"{job.request_id}_{k}.png",
             "file_size": state.file_size(job, k),
@@ -67,13 +70,12 @@ async def _accept(request: web.Request) -> Job | web.Response:
     state = request.app[STATE]
     raw = await request.read()
     accepted = accept_submit(
-        state, request[API_KEY], request.match_info["slug"], request.content_type, raw,
-        base_url(request),
+        state, request[API_KEY], request.match_info["slug"], request.content_type, raw
     )
     if isinstance(accepted, web.Response):
         return accepted
     request[ACCEPTED] = True
-    if state.faults.drop_after():
+    if state.faults.drop_after(state.stats.submits_accepted):
         # The job exists and will be billed; the client never hears of it.
         state.stats.faults["drop_after"] += 1
         return drop(request)
@@ -85,14 +87,15 @@ async def submit_v2(request: web.Request) -> web.Response:
     if isinstance(accepted, web.Response):
         return accepted
     rid = accepted.request_id
-    status_url = f"{accepted.base_url}/v2/requests/{rid}/status"
+    base = base_url(request)
+    status_url = f"{base}/v2/requests/{rid}/status"
     return web.json_response(
         {
             "request_id": rid,
             "status": "QUEUED",
             "poll_url": status_url,
             "status_url": status_url,
-            "response_url": f"{accepted.base_url}/v2/requests/{rid}",
+            "response_url": f"{base}/v2/requests/{rid}",
         }
     )
 
@@ -109,7 +112,7 @@ async def get_status(request: web.Request) -> web.Response:
     if job is None:
         return json_error(state, 404, "Request not found or expired")
     if now >= job.end:
-        state.stats.detect(job.request_id, now - job.end)
+        state.stats.detect(job, now - job.end)
     return status_answer(job, now)
 
 
@@ -119,11 +122,32 @@ async def get_result(request: web.Request) -> web.Response:
     if job is None:
         return json_error(state, 404, "Request not found or expired")
     if now >= job.end:
-        state.stats.detect(job.request_id, now - job.end)
+        state.stats.detect(job, now - job.end)
     if job.state_at(now) != "COMPLETED":
         return status_answer(job, now)
     state.stats.result_fetches += 1
-    return web.json_response(result_body(state, job, now))
+    return _result_answer(state, job, now, base_url(request))
+
+
+def _result_answer(state: ServerState, job: Job, now: float, base: str) -> web.Response:
+    """The result of a COMPLETED job, or the bad answer a result fault asks for."""
+    fault = state.faults.result()
+    shown = job
+    if fault == "wrong":
+        other = next((j for j in state.book.newest_first()
+                      if j is not job and j.state_at(now) == "COMPLETED"), None)
+        if other is None:
+            fault = None
+        else:
+            shown = other
+    body = {**result_body(state, shown, now, base), "request_id": job.request_id}
+    if fault is None:
+        return web.json_response(body)
+    state.stats.faults[f"{fault}_result"] += 1
+    text = json.dumps(body)
+    if fault == "garbled":
+        text = text[: len(text) // 2]
+    return web.Response(text=text, content_type="application/json")
 
 
 async def submit_v1(request: web.Request) -> web.Response:

@@ -13,11 +13,16 @@ the server with ``--port 0`` and read where it listens. Flags map one-to-one ont
 - ``--retention`` v2 record lifetime, ``--history-retention`` how long history outlives
   it, ``--history-lag`` delay before a job shows in history.
 - ``--rpm``/``--rpm-scope`` sliding-minute limit per key, counting submits or all calls.
-- ``--credits``/``--cost`` account balance and price per image (406 when short).
+- ``--credits``/``--cost``/``--pricing`` account balance and prices (406 when short):
+  ``image`` charges ``--cost`` per sample; ``gpu`` charges it per reference job of GPU
+  work (steps/20 * pixels/512^2 * samples), so the price depends on the parameters.
+- ``--state-dir`` keeps jobs, history and balance across restarts (``journal.py``).
 - Faults, all seeded by ``--rng-seed`` (details in ``faults.py``): ``--error-50X-rate``
   5xx answers, ``--drop-before-rate``/``--drop-after-rate`` connections closed before or
-  after a submit is accepted, ``--slow-rate``/``--slow-s`` held answers,
-  ``--truncate-rate`` downloads cut short, ``--non-json-rate`` text or HTML error bodies.
+  after a submit is accepted (``--drop-after-submit N`` aims at one), ``--slow-rate``/
+  ``--slow-s`` held answers, ``--truncate-rate`` downloads cut short, ``--non-json-rate``
+  text or HTML error bodies, ``--garbled-result-rate``/``--wrong-result-rate`` results
+  that are not JSON or describe another job.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from ..errors import UsageError
 from .config import DEMO_API_KEY, FAIL_MARKER, ServerConfig
@@ -70,7 +76,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--rpm-window", type=float, default=_DEFAULTS.rpm_window_s, metavar="S",
         help="length of the sliding window (the real API's is 60 s; shorter for tests)")
     add("--credits", type=float, default=_DEFAULTS.credits, help="account credits")
-    add("--cost", type=float, default=_DEFAULTS.cost_per_image, help="credits per image")
+    add("--cost", type=float, default=_DEFAULTS.cost_per_image,
+        help="credits per image (with --pricing gpu: per 20-step 512x512 image's work)")
+    add("--pricing", choices=("image", "gpu"), default=_DEFAULTS.pricing,
+        help="what a completed job costs: 'image' is --cost per sample whatever the "
+             "parameters; 'gpu' is --cost x steps/20 x pixels/512^2 x samples, like "
+             "per-GPU-second billing (the cost in metrics and in history follows it; "
+             "FAILED jobs cost nothing)")
+    add("--state-dir", type=Path, metavar="DIR",
+        help="keep jobs, their records, the account history and the balance in DIR, so "
+             "they survive a restart: request ids and output file paths stay valid (on "
+             "the new address), retention counts by the wall clock, and --credits only "
+             "starts a new DIR's balance (default: memory only)")
     for code in (500, 502, 503, 504):
         add(f"--error-{code}-rate", type=float, default=0.0, help=f"share answered {code}")
     add("--drop-before-rate", type=float, default=0.0,
@@ -82,6 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--slow-s", type=float, default=_DEFAULTS.slow_s, help="delay of a slow answer")
     add("--non-json-rate", type=float, default=0.0,
         help="share of error answers with a text/plain or HTML body")
+    add("--drop-after-submit", type=int, action="append", metavar="N",
+        help="always drop the connection of the N-th accepted submit (1 = first) after "
+             "accepting it (repeatable)")
+    add("--garbled-result-rate", type=float, default=0.0,
+        help="share of results of COMPLETED jobs answered 200 with JSON cut in half")
+    add("--wrong-result-rate", type=float, default=0.0,
+        help="share of results of COMPLETED jobs answered with another job's result "
+             "(its prompt, seed and images) under the requested id")
 
 
 def config_from(ns: argparse.Namespace) -> ServerConfig:
@@ -106,16 +131,21 @@ def config_from(ns: argparse.Namespace) -> ServerConfig:
         rpm_window_s=ns.rpm_window,
         credits=ns.credits,
         cost_per_image=ns.cost,
+        pricing=ns.pricing,
         error_500_rate=ns.error_500_rate,
         error_502_rate=ns.error_502_rate,
         error_503_rate=ns.error_503_rate,
         error_504_rate=ns.error_504_rate,
         drop_before_rate=ns.drop_before_rate,
         drop_after_rate=ns.drop_after_rate,
+        drop_after_submits=tuple(ns.drop_after_submit or ()),
         truncate_rate=ns.truncate_rate,
         slow_rate=ns.slow_rate,
         slow_s=ns.slow_s,
         non_json_rate=ns.non_json_rate,
+        garbled_result_rate=ns.garbled_result_rate,
+        wrong_result_rate=ns.wrong_result_rate,
+        state_dir=ns.state_dir,
     )
 
 
@@ -130,6 +160,9 @@ async def _serve(config: ServerConfig, host: str, port: int) -> None:
     try:
         print(server.base_url, flush=True)
         print(f"api key: {server.api_key}", file=sys.stderr, flush=True)
+        if config.state_dir is not None:
+            print(f"state dir: {config.state_dir} ({len(server.state.book)} jobs kept)",
+                  file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await server.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Literal
 
 from ..manifest.schema import DEFAULT_MODEL
@@ -20,8 +21,13 @@ SAFETY_ERROR = "Content blocked by safety filter (NSFW content detected)"
 WORKER_ERROR = "Inference failed: worker crashed while generating"
 
 RpmScope = Literal["submits", "all"]
+Pricing = Literal["image", "gpu"]
 ERROR_CODES = (500, 502, 503, 504)
 DAY_S = 86_400.0
+# The reference job that ``latency_s`` and ``cost_per_image`` describe: 20 steps,
+# 512 x 512, one sample.
+REFERENCE_STEPS = 20
+REFERENCE_PIXELS = 512 * 512
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,7 +39,7 @@ class ServerConfig:
     forbidden: tuple[str, ...] = ()
     retired: tuple[str, ...] = ()
 
-    # Inference time = latency_s * steps/20 * pixels/512^2 * samples * (1 +- jitter).
+    # Inference time = latency_s * work (steps/20 * pixels/512^2 * samples) * (1 +- jitter).
     workers: int = 4
     latency_s: float = 0.05
     jitter: float = 0.0
@@ -54,6 +60,10 @@ class ServerConfig:
 
     credits: float = 1_000_000.0
     cost_per_image: float = 0.01
+    # "image": cost_per_image per sample, whatever the parameters. "gpu": cost_per_image
+    # per reference job of GPU work (``work``), as per-GPU-second billing would charge
+    # without the jitter: a 40-step 1024x1024 image costs 8 reference images.
+    pricing: Pricing = "image"
 
     error_500_rate: float = 0.0
     error_502_rate: float = 0.0
@@ -61,13 +71,22 @@ class ServerConfig:
     error_504_rate: float = 0.0
     drop_before_rate: float = 0.0
     drop_after_rate: float = 0.0
+    # Accepted submits (1 = this process's first) always dropped after acceptance, so a
+    # test can aim at one submit whatever the rates and the order of the others.
+    drop_after_submits: tuple[int, ...] = ()
     truncate_rate: float = 0.0
     slow_rate: float = 0.0
     slow_s: float = 5.0
     non_json_rate: float = 0.0
+    garbled_result_rate: float = 0.0
+    wrong_result_rate: float = 0.0
 
     # Rendered PNGs are a few KB at 512x512: a few hundred cost little memory.
     image_cache_size: int = 256
+
+    # Where jobs are kept across restarts (``journal.py``); None keeps them in memory only.
+    # The balance then continues from the directory: ``credits`` starts a new one.
+    state_dir: Path | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -90,10 +109,14 @@ class ServerConfig:
             raise ValueError(f"retention_s: must be positive, got {self.retention_s!r}")
         if self.rpm is not None and self.rpm < 1:
             raise ValueError(f"rpm: must be at least 1 or None, got {self.rpm!r}")
+        if self.pricing not in ("image", "gpu"):
+            raise ValueError(f"pricing: must be 'image' or 'gpu', got {self.pricing!r}")
         if self.rpm_scope not in ("submits", "all"):
             raise ValueError(f"rpm_scope: must be 'submits' or 'all', got {self.rpm_scope!r}")
         if self.image_cache_size < 0:
             raise ValueError(f"image_cache_size: must be >= 0, got {self.image_cache_size!r}")
+        if any(not isinstance(n, int) or n < 1 for n in self.drop_after_submits):
+            raise ValueError("drop_after_submits: every entry must be an integer >= 1")
         for name in ("models", "forbidden", "retired", "fail_prompts"):
             if any(not isinstance(s, str) or not s for s in getattr(self, name)):
                 raise ValueError(f"{name}: every entry must be a non-empty string")
@@ -107,9 +130,19 @@ class ServerConfig:
             504: self.error_504_rate,
         }
 
+    def price(self, *, samples: int, work: float) -> float:
+        """Credits an accepted job costs if it completes (a FAILED job costs nothing)."""
+        units = work if self.pricing == "gpu" else samples
+        return round(self.cost_per_image * units, 6)
+
     def known_slugs(self) -> frozenset[str]:
         """Slugs that exist: the default model, ``models``, and the forbidden/retired ones."""
         return frozenset((DEFAULT_MODEL, *self.models, *self.forbidden, *self.retired))
+
+
+def work(*, steps: int, width: int, height: int, samples: int) -> float:
+    """A job's GPU work in reference jobs: what its inference time and "gpu" price scale by."""
+    return steps / REFERENCE_STEPS * (width * height) / REFERENCE_PIXELS * samples
 
 
 def _check_fraction(name: str, value: float) -> None:

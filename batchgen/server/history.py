@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .api import file_url
+from .api import base_url, file_url
 from .jobs import Job
 from .keys import STATE
 from .responses import json_error
@@ -35,11 +35,15 @@ def _status(job: Job, now: float) -> str:
     return "PENDING" if state in ("QUEUED", "PROCESSING") else state
 
 
-def rows_of(job: Job, now: float) -> list[dict[str, Any]]:
+def _row_count(job: Job, now: float) -> int:
+    return job.samples if job.state_at(now) == "COMPLETED" else 1
+
+
+def rows_of(job: Job, now: float, base: str) -> list[dict[str, Any]]:
     """The history rows of one job: one per output once COMPLETED, else one."""
     status = _status(job, now)
     done = status != "PENDING"
-    base = {
+    row = {
         "request_id": job.request_id,
         "model_name": job.slug,
         "model_status": status,
@@ -52,8 +56,8 @@ def rows_of(job: Job, now: float) -> list[dict[str, Any]]:
         "error": job.error if status == "FAILED" else None,
     }
     if status != "COMPLETED":
-        return [base]
-    return [{**base, "generation_url": file_url(job, k)} for k in range(job.samples)]
+        return [row]
+    return [{**row, "generation_url": file_url(base, job, k)} for k in range(job.samples)]
 
 
 def _visible(state: ServerState, job: Job, now: float) -> bool:
@@ -94,6 +98,9 @@ async def list_history(request: web.Request) -> web.Response:
     if status is not None and status not in HISTORY_STATUSES:
         return json_error(state, 400, f"status must be one of {', '.join(HISTORY_STATUSES)}")
     model = query.get("model_name")
+    # Rows are built for the requested page only: a server that keeps days of history
+    # scans its jobs once per page, and makes dictionaries for a hundred rows at most.
+    first, total = (page - 1) * per_page, 0
     rows: list[dict[str, Any]] = []
     for job in state.book.newest_first():
         created = datetime.fromtimestamp(job.created_wall, UTC).date()
@@ -103,16 +110,12 @@ async def list_history(request: web.Request) -> web.Response:
             continue
         if status is not None and _status(job, now) != status:
             continue
-        rows.extend(rows_of(job, now))
-    first = (page - 1) * per_page
-    return web.json_response(
-        {
-            "data": rows[first : first + per_page],
-            "page": page,
-            "per_page": per_page,
-            "total": len(rows),
-        }
-    )
+        count = _row_count(job, now)
+        if total + count > first and len(rows) < per_page:
+            skip = max(0, first - total)
+            rows.extend(rows_of(job, now, base_url(request))[skip : skip + per_page - len(rows)])
+        total += count
+    return web.json_response({"data": rows, "page": page, "per_page": per_page, "total": total})
 
 
 async def get_history(request: web.Request) -> web.Response:
@@ -122,7 +125,7 @@ async def get_history(request: web.Request) -> web.Response:
     job = state.book.any_age(request.match_info["request_id"])
     if job is None or not _visible(state, job, now):
         return json_error(state, 404, "Request not found")
-    rows = rows_of(job, now)
+    rows = rows_of(job, now, base_url(request))
     return web.json_response(
         {**rows[0], "generation_urls": [r["generation_url"] for r in rows if r["generation_url"]]}
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -37,8 +36,11 @@ class LocalServer:
         return self.state.snapshot()
 
     async def close(self) -> None:
-        """Stop listening and close open connections."""
-        await self._runner.cleanup()
+        """Stop listening, close open connections, release the state directory."""
+        try:
+            await self._runner.cleanup()
+        finally:
+            self.state.close()
 
     async def __aenter__(self) -> LocalServer:
         return self
@@ -63,20 +65,24 @@ async def start_server(
     port: int = 0,
     clock: Clock | None = None,
 ) -> LocalServer:
-    """Start serving ``config`` on ``host:port`` (0 picks a free port)."""
+    """Start serving ``config`` on ``host:port`` (0 picks a free port).
+
+    With ``config.state_dir`` the jobs kept there are taken back first (``StateDirError``
+    when the directory is unusable or another server holds it).
+    """
     state = ServerState(config=config, clock=clock or SystemClock())
+    state.open()
     # No access log: a load run would spend its time formatting lines nobody reads.
     runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
     try:
-        await site.start()
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
     except BaseException:
         await runner.cleanup()
+        state.close()
         raise
-    server = site._server
-    sockets: list[socket.socket] = list(getattr(server, "sockets", None) or [])
-    bound_port = sockets[0].getsockname()[1] if sockets else port
+    # The sockets' own addresses: the port the kernel picked when asked for 0.
+    bound_port = runner.addresses[0][1] if runner.addresses else port
     return LocalServer(runner, state, f"http://{_url_host(host)}:{bound_port}")
 
 

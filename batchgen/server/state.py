@@ -9,6 +9,7 @@ from ..clock import Clock
 from .config import ServerConfig
 from .faults import Faults
 from .jobs import Job, JobBook
+from .journal import Journal
 from .png import ImageCache, ImageSpec
 from .ratelimit import SlidingWindow
 from .stats import Stats
@@ -25,8 +26,11 @@ class ServerState:
     faults: Faults = field(init=False)
     window: SlidingWindow = field(init=False)
     images: ImageCache = field(init=False)
-    # Request ids, random seeds, jitter and fail_rate draws: seeded, so a run replays.
+    # Random seeds, jitter and fail_rate draws: seeded, so a run replays. Request ids are
+    # not drawn from it (uuid4, see submit.py).
     rng: random.Random = field(init=False)
+    # Where accepted jobs are written when ``config.state_dir`` is set (``open``).
+    journal: Journal | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.book = JobBook(self.config)
@@ -35,6 +39,29 @@ class ServerState:
         self.window = SlidingWindow(self.config.rpm, self.config.rpm_window_s)
         self.images = ImageCache(self.config.image_cache_size)
         self.rng = random.Random(f"jobs:{self.config.rng_seed}")
+
+    def open(self) -> None:
+        """Take back the jobs kept in ``config.state_dir``, and keep writing there."""
+        if self.config.state_dir is None:
+            return
+        self.journal, jobs, available = Journal.load(
+            self.config.state_dir, self.config, self.clock
+        )
+        if available is not None:
+            self.book.restore(jobs, available)
+
+    def close(self) -> None:
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
+
+    def record(self, job: Job) -> None:
+        """Keep an accepted job: in the state directory first (OSError when it cannot be
+        written, and then the job does not exist), then in the book."""
+        if self.journal is not None:
+            self.journal.append(job, self.book.available - job.cost)
+        self.book.add(job)
+        self.stats.submits_accepted += 1
 
     def now(self) -> float:
         """Monotonic time, after settling the job book to it."""
@@ -47,7 +74,7 @@ class ServerState:
         data = self.images.get(
             ImageSpec(job.prompt, job.seed, index, job.width, job.height)
         )
-        if not job.file_sizes:
+        if job.file_sizes is None:
             job.file_sizes = [None] * job.samples
         job.file_sizes[index] = len(data)
         return data
@@ -65,4 +92,5 @@ class ServerState:
             completed=self.book.completed,
             failed=self.book.failed,
             in_flight=self.book.in_flight,
+            bodies=self.book.bodies,
         )

@@ -1,24 +1,33 @@
 """Counters a test reads instead of mocks (``GET /__stats`` and ``LocalServer.stats()``).
 
 ``accepted_by_body`` counts accepted submits per (slug, canonical body as sent), so a test
-can prove that nothing was submitted twice: ``duplicate_bodies`` must stay 0.
+can prove that nothing was submitted twice: ``duplicate_bodies`` must stay 0. It covers
+the jobs the server keeps (the job book's ``bodies``), so it shrinks as history retention
+forgets them and a server that runs for days does not grow without end.
 
 ``detection_delay_s`` measures how soon clients learn a job ended: for each job, the time
-from its end to the first status or result GET that answered it terminal.
+from its end to the first status or result GET that answered it terminal (``count`` of
+every job, percentiles over the most recent ``DELAYS_KEPT``).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..manifest.ids import canonical_json
 from ..report.summary import percentile
 
+if TYPE_CHECKING:
+    from .jobs import Job
+
+DELAYS_KEPT = 100_000
+
 
 def body_key(slug: str, body: Any) -> str:
-    """The ``accepted_by_body`` key of one submit."""
+    """The ``accepted_by_body`` key of a submit of ``body`` to ``slug``."""
     return f"{slug} {canonical_json(body)}"
 
 
@@ -35,23 +44,26 @@ class Stats:
     history: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     rate_limited: int = 0
-    accepted_by_body: Counter[str] = field(default_factory=Counter)
-    detected: set[str] = field(default_factory=set)
-    detection_delays_s: list[float] = field(default_factory=list)
+    detections: int = 0
+    detection_delays_s: deque[float] = field(default_factory=lambda: deque(maxlen=DELAYS_KEPT))
 
-    def detect(self, request_id: str, delay_s: float) -> None:
-        """Record the first terminal answer for a job, ``delay_s`` after it ended."""
-        if request_id not in self.detected:
-            self.detected.add(request_id)
+    def detect(self, job: Job, delay_s: float) -> None:
+        """Record the first terminal answer for ``job``, ``delay_s`` after it ended."""
+        if not job.detected:
+            job.detected = True
+            self.detections += 1
             self.detection_delays_s.append(delay_s)
 
-    def accept(self, slug: str, body: Any) -> None:
-        self.submits_accepted += 1
-        self.accepted_by_body[body_key(slug, body)] += 1
-
-    def snapshot(self, *, completed: int, failed: int, in_flight: int) -> dict[str, Any]:
+    def snapshot(
+        self,
+        *,
+        completed: int,
+        failed: int,
+        in_flight: int,
+        bodies: Mapping[tuple[str, str], int],
+    ) -> dict[str, Any]:
         """Every counter as plain JSON types (status codes become string keys)."""
-        delays = self.detection_delays_s
+        delays = list(self.detection_delays_s)
         return {
             "requests": self.requests,
             "submits_accepted": self.submits_accepted,
@@ -65,10 +77,10 @@ class Stats:
             "jobs_completed": completed,
             "jobs_failed": failed,
             "jobs_in_flight": in_flight,
-            "accepted_by_body": dict(self.accepted_by_body),
-            "duplicate_bodies": sum(1 for n in self.accepted_by_body.values() if n > 1),
+            "accepted_by_body": {f"{slug} {body}": n for (slug, body), n in bodies.items()},
+            "duplicate_bodies": sum(1 for n in bodies.values() if n > 1),
             "detection_delay_s": {
-                "count": len(delays),
+                "count": self.detections,
                 "p50": percentile(delays, 0.5),
                 "p95": percentile(delays, 0.95),
             },

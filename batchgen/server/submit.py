@@ -13,16 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from ..manifest.ids import canonical_json
 from ..manifest.schema import schema_for
-from .config import SAFETY_ERROR, WORKER_ERROR
+from .config import REFERENCE_STEPS, SAFETY_ERROR, WORKER_ERROR, work
 from .jobs import Job
 from .ratelimit import reset_header
 from .responses import json_error, plain_error
 from .state import ServerState
-
-# Inference time scales from this reference: 20 steps, 512 x 512, one sample.
-REFERENCE_STEPS = 20
-REFERENCE_PIXELS = 512 * 512
 
 
 def _int_param(params: dict[str, Any], name: str, default: int) -> int:
@@ -74,7 +71,7 @@ def _check_request(
 
 
 def accept_submit(
-    state: ServerState, key: str, slug: str, content_type: str, raw: bytes, base_url: str
+    state: ServerState, key: str, slug: str, content_type: str, raw: bytes
 ) -> Job | web.Response:
     """The accepted job, or the error answer that refuses it."""
     config = state.config
@@ -91,12 +88,15 @@ def accept_submit(
     width = _int_param(params, "img_width", 512)
     height = _int_param(params, "img_height", 512)
     steps = _int_param(params, "num_inference_steps", REFERENCE_STEPS)
-    price = config.cost_per_image * samples
-    if state.book.credits_left + 1e-9 < price:
+    units = work(steps=steps, width=width, height=height, samples=samples)
+    price = config.price(samples=samples, work=units)
+    if state.book.available + 1e-9 < price:
         return json_error(state, 406, "Insufficient credits")
 
+    # A real random source, not the seeded generator: a restarted server must never hand
+    # out an id it gave before (a client would take another job's images for its own).
+    request_id = str(uuid.uuid4())
     rng = state.rng
-    request_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     seed = _int_param(params, "seed", -1)
     if seed == -1:
         seed = rng.randrange(2**32)
@@ -106,17 +106,16 @@ def accept_submit(
         error = SAFETY_ERROR
     elif config.fail_rate > 0 and rng.random() < config.fail_rate:
         error = WORKER_ERROR
-    scale = steps / REFERENCE_STEPS * (width * height) / REFERENCE_PIXELS * samples
+    duration_s = config.latency_s * units
     if config.jitter > 0:
-        scale *= 1.0 + rng.uniform(-config.jitter, config.jitter)
-    start, end = state.book.schedule(now, config.latency_s * scale)
+        duration_s *= 1.0 + rng.uniform(-config.jitter, config.jitter)
+    start, end = state.book.schedule(now, duration_s)
     # A FAILED job is not billed (API-FACTS).
-    cost = 0.0 if error else round(price, 6)
-    state.book.credits_left -= cost
+    cost = 0.0 if error else price
     job = Job(
         request_id=request_id,
         slug=slug,
-        body=body,
+        body_json=canonical_json(body),
         seed=seed,
         samples=samples,
         width=width,
@@ -128,10 +127,11 @@ def accept_submit(
         end=end,
         error=error,
         cost=cost,
-        remaining_credits=state.book.credits_left,
-        base_url=base_url,
     )
-    state.book.add(job)
-    state.stats.accept(slug, body)
+    try:
+        state.record(job)
+    except OSError:
+        # Not recorded, so not accepted: the client may send it again without paying twice.
+        return json_error(state, 500, "Internal error: the job could not be recorded")
     state.window.record(key, now)
     return job
