@@ -75,6 +75,9 @@ class RunConfig:
     # A Prometheus text file rewritten every log_every_s and at the end (report/metrics.py).
     metrics_file: Path | None = None
     seed: int | None = None
+    # Stored URLs name the server that answered then; an embedded (--local) server comes
+    # back on another port, so its stored URLs are moved to the current base URL.
+    rebase_stored_urls: bool = False
     # Metadata in each image (batchgen.metadata): the infotext and batchgen's record.
     embed: bool = True
     captions: Captions = "none"

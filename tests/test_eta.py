@@ -95,16 +95,15 @@ def test_max_items_run_on_the_manual_clock(tmp_path: Path) -> None:
     progress = Progress(ctx, total=1_000_000)
     c = ctx.counters
     clock.advance(120.0)
-    c.completed, c.images, c.in_flight, c.accepted = 8, 8, 4, 12
+    c.completed, c.images, c.in_flight, c.accepted, c.new_items = 8, 8, 4, 12, 12
     figures = progress.figures()
-    # The engine does not count new items against --max-items yet (started_new): the
-    # whole allowance of 20 counts as left, plus 4 in flight, at 4 a minute.
-    assert (figures["eta_left"], figures["eta_bound"]) == (24, "max_items")
-    assert figures["eta_s"] == pytest.approx(360.0)
-    assert "ETA 6 min (24 left, bounded by max_items)" in progress.line()
+    # 8 of the 20 allowed are still to start, plus 4 in flight, at 4 a minute.
+    assert (figures["eta_left"], figures["eta_bound"]) == (12, "max_items")
+    assert figures["eta_s"] == pytest.approx(180.0)
+    assert "ETA 3 min (12 left, bounded by max_items)" in progress.line()
     ctx.gate.limiter.on_rate_limited(45.0)
     paused = progress.figures()
-    assert paused["paused_s"] == 45.0 and paused["eta_s"] == pytest.approx(405.0)
+    assert paused["paused_s"] == 45.0 and paused["eta_s"] == pytest.approx(225.0)
     assert "paused 45 s by 429" in progress.line()
     clock.advance(45.0)
     assert progress.figures()["paused_s"] == 0.0

@@ -54,6 +54,13 @@ def _origin(url: str | URL) -> tuple[str, str, int | None]:
     return (u.scheme.lower(), (u.host or "").lower(), u.port)
 
 
+def rebase(url: str, base: str) -> str:
+    """``url``'s path and query on ``base``'s scheme, host and port."""
+    target, origin = URL(url), URL(base)
+    return str(target.with_scheme(origin.scheme).with_host(origin.host or "")
+               .with_port(origin.port))
+
+
 def excerpt(text: str, secret: str = "") -> str:
     """A short single-line excerpt of an error body: no HTML tags, no traceback, no key."""
     if "Traceback (most recent call last)" in text:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from batchgen.api import reconcile
-from batchgen.api.client import ApiClient
+from batchgen.api.client import ApiClient, rebase
 from batchgen.api.download import Downloaded, Files
 from batchgen.api.ratelimit import RateLimiter
 from batchgen.api.reconcile import Window
@@ -45,6 +45,7 @@ class Calls:
         self._clock = clock
         self._rng = rng
         self._polls_limited = cfg.rate_scope == "all"
+        self._rebase = cfg.rebase_stored_urls
         base = cfg.retry_base_delay_s
         self.submit_policy = RetryPolicy(max_attempts=6, max_elapsed_s=600.0, base_delay_s=base)
         self._policies: dict[Operation, RetryPolicy] = {
@@ -104,7 +105,15 @@ class Calls:
                   response_url: str | None = None) -> Submitted:
         """A job known by id only: its URLs are the API's documented ones where not stored."""
         base = f"{self.client.base_url}/v2/requests/{request_id}"
-        return Submitted(request_id, status_url or f"{base}/status", response_url or base)
+        return Submitted(request_id, self.stored(status_url) or f"{base}/status",
+                         self.stored(response_url) or base)
+
+    def stored(self, url: str | None) -> str | None:
+        """A URL kept in the store, moved to the current server when it was an embedded
+        one's (``rebase_stored_urls``): same path, today's origin."""
+        if url is None or not self._rebase:
+            return url
+        return rebase(url, self.client.base_url)
 
     async def image(self, output: Output, dest: Path) -> Downloaded:
         """One output written to ``dest`` (downloaded, or decoded when inline), retried."""

@@ -53,7 +53,9 @@ async def finish(ctx: JobContext, *, run_id: int, started: float, manifest_items
             "the summary could not be written after the run failed")
         return summary
     if cfg.notify_cmd:
-        await anyio.to_thread.run_sync(run_notify, cfg.notify_cmd, cfg.out / "summary.json")
+        await anyio.to_thread.run_sync(partial(run_notify, cfg.notify_cmd,
+                                               cfg.out / "summary.json",
+                                               secrets=(cfg.api_key,)))
     return summary
 
 

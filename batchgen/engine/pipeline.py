@@ -88,6 +88,7 @@ async def submit_stage(ctx: JobContext, receive: MemoryObjectReceiveStream[Work]
                     ctx.stop.enough(STOP_MAX_ITEMS)
                     continue
                 new_items += 1
+                ctx.counters.new_items = new_items
             await slots.acquire()
             jobs.start_soon(_job, ctx, work, slots, harvests.clone())
 

@@ -48,10 +48,10 @@ class Work:
     record: ItemRecord | None
 
 
-def stored_outputs(record: ItemRecord) -> tuple[Output, ...]:
+def stored_outputs(ctx: JobContext, record: ItemRecord) -> tuple[Output, ...]:
     """The output URLs a stored row kept (none for base64 results)."""
     outputs = (record.result or {}).get("outputs") or []
-    return tuple(Output(url=o.get("url"), content_type=o.get("content_type"))
+    return tuple(Output(url=ctx.calls.stored(o.get("url")), content_type=o.get("content_type"))
                  for o in outputs if isinstance(o, dict) and o.get("url"))
 
 
@@ -146,7 +146,7 @@ class _Reader:
 
     async def _route_paid(self, item: Item, record: ItemRecord) -> None:
         """A paid job whose images are not on disk: fetch them again, never pay again."""
-        outputs = stored_outputs(record)
+        outputs = stored_outputs(self.ctx, record)
         if outputs:
             # cost None: this job was paid for and counted when it first finished.
             await self.harvests.send(Harvest(item, record.request_id, outputs,

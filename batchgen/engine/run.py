@@ -48,7 +48,7 @@ async def run(
     async with server:
         # The embedded server has no rate limit: start discovery high, not at a plan's 50.
         cfg = dataclasses.replace(cfg, base_url=server.base_url, api_key=server.api_key,
-                                  history_url=server.base_url,
+                                  history_url=server.base_url, rebase_stored_urls=True,
                                   start_rpm=max(cfg.start_rpm, LOCAL_START_RPM),
                                   poll_first_s=min(cfg.poll_first_s, LOCAL_POLL_FIRST_S))
         return await run_pipeline(cfg, clock=clock, handle_signals=handle_signals)

@@ -92,6 +92,7 @@ class Counters:
     count themselves here (``lifecycle._COUNTS``); the stages count the rest."""
 
     submit_attempts: int = 0  # POSTs tried, whatever came of them
+    new_items: int = 0  # new items taken for a first POST (what --max-items counts)
     accepted: int = 0  # POSTs answered with a job
     completed: int = 0
     failed: int = 0

@@ -34,11 +34,7 @@ BAR_FORMAT = "{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]
 
 
 def context_snapshot(ctx: JobContext, *, total: int, started: float) -> RunSnapshot:
-    """The figures of the engine's run as it stands (``started``: its clock's ``now()``).
-
-    ``started_new`` (what --max-items counts) is not counted by the engine yet: until it
-    is, the ETA counts the whole --max-items allowance as left until the limit is reached.
-    """
+    """The figures of the engine's run as it stands (``started``: its clock's ``now()``)."""
     c = ctx.counters
     now = ctx.clock.now()
     paused_until = ctx.gate.limiter.paused_until
@@ -51,7 +47,7 @@ def context_snapshot(ctx: JobContext, *, total: int, started: float) -> RunSnaps
         credits_spent=c.cost, credits_reserved=ctx.budget.reserved,
         cost_per_item=ctx.budget.cost_per_image,
         paused_s=0.0 if paused_until is None else max(0.0, paused_until - now),
-        stop_reason=ctx.stop.reason,
+        stop_reason=ctx.stop.reason, started_new=c.new_items,
     )
 
 
