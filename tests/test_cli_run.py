@@ -31,15 +31,37 @@ def test_parse_duration_rejects(text: str) -> None:
         cli.parse_duration(text)
 
 
-def test_next_clock_time_is_in_the_future() -> None:
-    """--stop-submitting-at HH:MM means the next such local time, today or tomorrow."""
-    now = datetime(2026, 11, 25, 23, 0).timestamp()
-    tomorrow = datetime.fromtimestamp(cli.next_clock_time("06:30", now))
-    today = datetime.fromtimestamp(cli.next_clock_time("23:30", now))
-    assert tomorrow == datetime(2026, 11, 26, 6, 30)
-    assert today == datetime(2026, 11, 25, 23, 30)
+def test_next_clock_time_is_the_nearest() -> None:
+    """--stop-submitting-at HH:MM means the nearest such local time: tomorrow's for a
+    start the evening before, today's passed one for a start just after it."""
+    evening = datetime(2026, 11, 25, 23, 0).timestamp()
+    assert datetime.fromtimestamp(cli.next_clock_time("06:30", evening)) == datetime(
+        2026, 11, 26, 6, 30)
+    assert datetime.fromtimestamp(cli.next_clock_time("23:30", evening)) == datetime(
+        2026, 11, 25, 23, 30)
+    late = datetime(2026, 11, 26, 7, 5).timestamp()
+    assert datetime.fromtimestamp(cli.next_clock_time("07:00", late)) == datetime(
+        2026, 11, 26, 7, 0)
     with pytest.raises(UsageError):
-        cli.next_clock_time("25:00", now)
+        cli.next_clock_time("25:00", evening)
+
+
+async def test_a_late_start_past_the_stop_time_submits_nothing(
+    local_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start a few minutes after --stop-submitting-at sends nothing and exits 0 (it
+    used to submit for a whole day)."""
+    import anyio
+
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a, b]\n")
+    passed = datetime.fromtimestamp(time.time() - 300).strftime("%H:%M")
+    monkeypatch.setenv("SEGMIND_API_KEY", server.api_key)
+    code = await anyio.to_thread.run_sync(cli.main, [
+        "run", str(manifest), "-o", str(tmp_path / "out"), "--base-url", server.base_url,
+        "--no-progress", "--stop-submitting-at", passed])
+    assert code == 0
+    assert server.stats()["submits_accepted"] == 0
 
 
 def test_run_without_key_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from conftest import MODEL, StartServer
 from stores import TO_IN_DOUBT, records, seed
 from test_crash import accepted, child_log, finish, jsonl_manifest, start_child, watch
@@ -219,3 +220,89 @@ async def test_a_refused_model_fails_its_items_and_the_others_run(
     assert server.stats()["submits_rejected"] == {"404": 1}
     failed = [line for line in results(tmp_path / "out") if line["status"] == "failed"]
     assert all("404" in line["error"] for line in failed)
+
+
+async def test_another_outs_identical_job_is_not_a_reason_to_pay_again(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """The same body sent into another OUT a minute before: a lost submit here is
+    matched by the server's clock to its own job only, adopted, and nothing is resent."""
+    from batchgen.clock import ManualClock
+
+    clock = ManualClock(wall_start=time.time())
+    server = await local_server(clock=clock, latency_s=0.0, drop_after_submits=(2,))
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
+    first = await run(server, manifest, tmp_path / "out-a")
+    assert first["items"]["completed"] == 1
+    clock.advance(60.0)  # the server's clock: its Date headers say so
+    second = await run(server, manifest, tmp_path / "out-b")
+    assert second["in_doubt_submits"] == 1
+    assert second["adopted_from_history"] == 1
+    assert second["possible_duplicate_charges"] == 0
+    assert second["items"]["completed"] == 1
+    assert accepted(server) == 2
+
+
+async def test_an_unreadable_result_keeps_the_job_for_the_next_run(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """A 200 result that is not JSON is retried like a 5xx and then left with its request
+    id (not failed, so --retry-failed cannot pay for it again); once the server answers
+    properly, the next run delivers it with no new submit."""
+    state = tmp_path / "server-state"
+    broken = await local_server(garbled_result_rate=1.0, state_dir=state)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
+    out = tmp_path / "out"
+    first = await run(broken, manifest, out, retry_base_delay_s=0.001)
+    assert first["exit_code"] == 1
+    assert first["items"]["failed"] == 0 and first["items"]["unfinished"] == 1
+    [row] = await records(db_of(out))
+    assert row.state == "submitted" and row.request_id
+    await broken.close()
+    mended = await local_server(state_dir=state)  # the same jobs, a new port
+    second = await run(mended, manifest, out, rebase_stored_urls=True, retry_failed=True)
+    assert second["items"]["completed"] == 1
+    assert second["this_run"]["submits"] == 0
+    assert results(out)[0]["request_id"] == row.request_id
+
+
+async def test_a_result_for_another_request_is_not_delivered(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """A server that answers another job's result under our request id (a reused id)
+    does not get its images delivered as ours: the items fail as bad results."""
+    server = await local_server(wrong_result_rate=1.0)
+    await post_directly(server, {"prompt": "somebody else's request"})
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [one, two, three]\n")
+    summary = await run(server, manifest, tmp_path / "out", concurrency=1)
+    assert summary["exit_code"] == 1
+    assert summary["items"]["completed"] == 0
+    assert summary["errors_by_cause"] == {"bad_result": 3}
+    assert list((tmp_path / "out" / "images").glob("*.png")) == []
+
+
+async def test_remaining_credits_are_the_newest(local_server: StartServer,
+                                                tmp_path: Path) -> None:
+    """The balance reported is the one after the last job to finish, not the last one
+    read (results fetched out of order carry older balances)."""
+    server = await local_server(credits=100.0, cost_per_image=1.0, latency_s=0.05,
+                                jitter=0.9, workers=16)
+    manifest = jsonl_manifest(tmp_path / "m.jsonl", 24)
+    summary = await run(server, manifest, tmp_path / "out", concurrency=16)
+    assert summary["items"]["completed"] == 24
+    assert summary["credits"]["remaining"] == pytest.approx(100.0 - 24.0)
+
+
+async def test_a_bad_key_with_a_lost_first_submit_exits_3(local_server: StartServer,
+                                                          tmp_path: Path) -> None:
+    """A submit lost on the way, then the history refusing the key (401): the same fatal
+    answer as a submit's 401, exit 3, not a retry-later exit 1."""
+    # Seed 2 drops the first request (the submit) and lets the next (the history) in.
+    server = await local_server(drop_before_rate=0.5, rng_seed=2)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a]\n")
+    summary = await batchgen.run(manifest, out=tmp_path / "out", base_url=server.base_url,
+                                 api_key="SG_wrong_key", history_url=server.base_url,
+                                 progress=False, rpm=6000, history_wait_s=0.2,
+                                 poll_first_s=0.05)
+    assert summary["exit_code"] == 3
+    assert "401" in (summary["fatal_error"] or "")

@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import anyio
-from test_crash import finish, jsonl_manifest
+from test_crash import finish, jsonl_manifest, watch
 from test_run import results
 
 import batchgen
@@ -44,10 +43,8 @@ async def test_a_killed_local_run_resumes_its_jobs(tmp_path: Path) -> None:
     manifest = jsonl_manifest(tmp_path / "m.jsonl", 300)
     out = tmp_path / "out"
     child = local_child(manifest, out)
-    with anyio.fail_after(60):
-        while child.poll() is None and submitted(out) < 3:
-            await anyio.sleep(0.01)
-    assert child.poll() is None, (tmp_path / "child.log").read_text()
+    assert await watch(child, lambda: submitted(out) >= 3, limit_s=60), (
+        tmp_path / "child.log").read_text()
     child.kill()
     await finish(child)
     in_flight = submitted(out)

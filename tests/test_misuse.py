@@ -112,3 +112,68 @@ async def test_counts_are_this_manifests(local_server: StartServer, tmp_path: Pa
     assert summary["items"]["completed"] == 2
     assert summary["items"]["not_in_manifest"] == 2
     assert "was last run with" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["removed", "emptied"])
+async def test_a_lost_checkpoint_is_rebuilt_and_nothing_is_paid_again(
+    local_server: StartServer, tmp_path: Path, damage: str
+) -> None:
+    """With OUT/.batchgen removed or state.db emptied, the run rebuilds the checkpoint
+    from results.jsonl and the images: no new submit, and results.jsonl keeps every line."""
+    import shutil
+
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml",
+                              "items: [" + ", ".join(f"p{n}" for n in range(12)) + "]\n")
+    out = tmp_path / "out"
+    await run(server, manifest, out)
+    before = {line["id"]: line["files"] for line in results(out)}
+    if damage == "removed":
+        shutil.rmtree(out / ".batchgen")
+    else:
+        (out / ".batchgen" / "state.db").write_bytes(b"")
+        for extra in (out / ".batchgen").glob("state.db-*"):
+            extra.unlink()
+    write_manifest(manifest, "items: [" + ", ".join(f"p{n}" for n in range(14)) + "]\n")
+    summary = await run(server, manifest, out)
+    assert accepted(server) == 14  # only the two new items
+    assert summary["this_run"]["skipped_done"] == 12
+    after = {line["id"]: line["files"] for line in results(out)}
+    assert set(before) <= set(after) and len(after) == 14
+
+
+async def test_images_alone_rebuild_the_checkpoint(local_server: StartServer,
+                                                   tmp_path: Path) -> None:
+    """Without the checkpoint and without results.jsonl, the record embedded in each image
+    tells which items are done: nothing is paid for again."""
+    import shutil
+
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [{prompt: a, samples: 2}, b]\n")
+    out = tmp_path / "out"
+    await run(server, manifest, out)
+    shutil.rmtree(out / ".batchgen")
+    (out / "results.jsonl").unlink()
+    summary = await run(server, manifest, out)
+    assert accepted(server) == 2
+    assert summary["items"]["completed"] == 2
+    assert len(results(out)) == 2
+
+
+async def test_a_damaged_checkpoint_says_how_to_recover(
+    local_server: StartServer, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state.db that is not a database stops the run before any submit, with the
+    remedy in the message."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a]\n")
+    out = tmp_path / "out"
+    (out / ".batchgen").mkdir(parents=True)
+    (out / ".batchgen" / "state.db").write_bytes(b"this is not sqlite" * 100)
+    monkeypatch.setenv("SEGMIND_API_KEY", server.api_key)
+    argv = ["run", str(manifest), "-o", str(out), "--base-url", server.base_url,
+            "--no-progress"]
+    code = await anyio.to_thread.run_sync(cli.main, argv)
+    assert code == 1
+    assert "move it aside" in capsys.readouterr().err
+    assert accepted(server) == 0

@@ -7,6 +7,10 @@ from datetime import datetime, timedelta
 
 from batchgen import errors
 
+# A --stop-submitting-at time that passed less than this long ago has passed; an older
+# one means its next occurrence.
+PASSED_WITHIN_S = 12 * 3600.0
+
 
 def parse_duration(text: str) -> float:
     """Seconds in a duration such as ``90``, ``45m``, ``7h30m`` or ``1h5m30s``."""
@@ -19,15 +23,20 @@ def parse_duration(text: str) -> float:
 
 
 def next_clock_time(text: str, now: float) -> float:
-    """The next local wall time ``HH:MM`` after ``now``, as epoch seconds."""
+    """The local wall time ``HH:MM`` nearest to ``now``, as epoch seconds: the coming one,
+    unless today's passed less than 12 hours ago. A late start at 07:05 with 07:00 finds
+    the time passed (submit nothing, drain, exit 0), where a start at 23:00 waits for
+    tomorrow's 07:00."""
     match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
         raise errors.UsageError(f"--stop-submitting-at: not a time HH:MM: {text!r}")
     current = datetime.fromtimestamp(now)
     target = current.replace(hour=int(match[1]), minute=int(match[2]), second=0,
                              microsecond=0)
-    if target.timestamp() <= now:
+    if target.timestamp() <= now - PASSED_WITHIN_S:
         target += timedelta(days=1)
+    elif target.timestamp() > now + PASSED_WITHIN_S:
+        target -= timedelta(days=1)
     return target.timestamp()
 
 

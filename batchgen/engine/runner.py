@@ -30,9 +30,11 @@ from batchgen.engine.runstate import Counters, DurationEstimate, StopSwitch
 from batchgen.engine.twins import BodyLocks
 from batchgen.lifecycle import Lifecycle
 from batchgen.manifest.reader import ManifestReader
+from batchgen.output.inventory import from_images, from_results, holds_results
 from batchgen.store import lock
 from batchgen.store.db import Database
 from batchgen.store.items import ItemStore
+from batchgen.store.restore import is_empty, restore
 from batchgen.store.runs import last_manifest, start_run
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
         await anyio.to_thread.run_sync(remove_leftovers, cfg.out)
         db = await Database.open(cfg.state_dir / "state.db")
         try:
+            await _rebuild_if_lost(db, cfg, clock)
             return await _run_locked(cfg, clock, reader, ItemStore(db), digest,
                                      handle_signals)
         finally:
@@ -103,6 +106,22 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
                 summary = await finish(ctx, run_id=items.run_id, started=started,
                                        manifest_items=reader.requests, failure=failure)
     return summary
+
+
+async def _rebuild_if_lost(db: Database, cfg: RunConfig, clock: Clock) -> None:
+    """An OUT with finished work but an empty checkpoint (removed, or a 0-byte file):
+    the checkpoint is rebuilt from results.jsonl and the images, and said so."""
+    if not await is_empty(db) or not await anyio.to_thread.run_sync(holds_results, cfg.out):
+        return
+    lines = await anyio.to_thread.run_sync(lambda: list(from_results(cfg.out)))
+    from_lines = await restore(db, lines, clock.wall())
+    known = {found.id.lower() for found in lines}
+    images = await anyio.to_thread.run_sync(lambda: list(from_images(cfg.out, known)))
+    from_files = await restore(db, images, clock.wall())
+    log.warning("%s had no checkpoint: rebuilt it with %d items from results.jsonl and %d "
+                "from the records in the images; none of them is paid for again",
+                cfg.state_dir / "state.db", from_lines, from_files,
+                extra={"event": "run.checkpoint_rebuilt"})
 
 
 def _same_file(before: str, manifest: Path) -> bool:

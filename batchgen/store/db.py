@@ -91,7 +91,12 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
             conn.executescript(_SCHEMA)
             _migrate(conn)
     except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"cannot open the checkpoint {path}: {exc}") from exc
+        remedy = ""
+        if type(exc) is sqlite3.DatabaseError:  # not a database, or a damaged one
+            remedy = (f"; it is damaged: move it aside (mv {path} {path}.damaged) and run "
+                      "again: the checkpoint is rebuilt from results.jsonl and the images, "
+                      "and nothing already there is paid for again")
+        raise StoreError(f"cannot open the checkpoint {path}: {exc}{remedy}") from exc
     conn.row_factory = sqlite3.Row
     return conn
 

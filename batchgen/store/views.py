@@ -102,6 +102,8 @@ def snapshot(path: Path) -> Snapshot:
     """Counts, credits and the last run, read in one go. Raises StoreError."""
     conn = connect(path, read_only=True)
     try:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'items'").fetchone() is None:
+            return Snapshot({}, 0.0, 0, 0, None)  # an empty file: nothing recorded yet
         counts = {state: n for state, n in
                   conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state")}
         cost, submits, in_doubt = conn.execute(
