@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
-class Found:
+class Finished:
     """One finished item as OUT shows it."""
 
     id: str
@@ -46,7 +46,7 @@ def holds_results(out: Path) -> bool:
         else False
 
 
-def from_results(out: Path) -> Iterator[Found]:
+def from_results(out: Path) -> Iterator[Finished]:
     """The lines of ``results.jsonl``; unreadable lines are skipped with a warning."""
     path = out / "results.jsonl"
     if not path.is_file():
@@ -61,9 +61,9 @@ def from_results(out: Path) -> Iterator[Found]:
                             extra={"event": "rebuild.bad_line"})
 
 
-def _from_line(line: dict[str, Any]) -> Found:
+def _from_line(line: dict[str, Any]) -> Finished:
     metrics = line.get("metrics") or {}
-    return Found(id=str(line["id"]), model=str(line["model"]), params=dict(line["params"]),
+    return Finished(id=str(line["id"]), model=str(line["model"]), params=dict(line["params"]),
                  state="completed" if line["status"] == "completed" else "failed",
                  request_id=line.get("request_id"), files=list(line.get("files") or []),
                  result={"seed": line.get("seed"), "metrics": metrics, "outputs": []},
@@ -71,9 +71,9 @@ def _from_line(line: dict[str, Any]) -> Found:
                  error_class=line.get("error_class"))
 
 
-def from_images(out: Path, known: set[str]) -> Iterator[Found]:
+def from_images(out: Path, known: set[str]) -> Iterator[Finished]:
     """Items whose images carry batchgen's record and that ``known`` does not hold yet."""
-    found: dict[str, Found] = {}
+    found: dict[str, Finished] = {}
     for path in image_files([out / "images"]):
         try:
             with path.open("rb") as source:
@@ -84,7 +84,7 @@ def from_images(out: Path, known: set[str]) -> Iterator[Found]:
         if record is None or record.item_id.lower() in known:
             continue
         data = path.read_bytes()
-        item = found.setdefault(record.item_id, Found(
+        item = found.setdefault(record.item_id, Finished(
             id=record.item_id, model=record.model, params=dict(record.params),
             state="completed", request_id=record.request_id, cost=record.cost,
             result={"seed": record.seed, "metrics": {"cost": record.cost}, "outputs": []}))

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from batchgen.manifest.ids import canonical_json
-from batchgen.output.inventory import Found
+from batchgen.output.inventory import Finished
 from batchgen.store.db import Database
 
 
@@ -23,7 +23,7 @@ async def is_empty(db: Database) -> bool:
     return row is None
 
 
-async def restore(db: Database, found: Iterable[Found], now: float) -> int:
+async def restore(db: Database, found: Iterable[Finished], now: float) -> int:
     """Insert finished items as they were; returns how many were new to the store."""
     rows = [(f.id, f.model, canonical_json(f.params), f.state, f.request_id,
              json.dumps(f.result), json.dumps(f.files) if f.files else None, f.cost, f.error,
