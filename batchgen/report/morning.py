@@ -40,6 +40,7 @@ KEY_ENV = "SEGMIND_API_KEY"
 # The store's error_class values, grouped into the classes a person acts on.
 ERROR_GROUPS: dict[str, str] = {
     "rejected": "rejected",
+    "model_refused": "model_refused",
     "safety_block": "safety_block",
     "server_error": "server_error",
     "job_failed": "server_error",
@@ -47,7 +48,6 @@ ERROR_GROUPS: dict[str, str] = {
     "transport": "server_error",
     "fatal": "server_error",
     "expired": "expired",
-    "budget": "budget",
     "in_doubt": "in_doubt",
     "download": "download",
 }
