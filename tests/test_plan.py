@@ -120,6 +120,23 @@ async def test_price_option_when_nothing_else_knows(
     assert "pass --price P" in capsys.readouterr().out
 
 
+async def test_a_refused_key_is_said_and_never_shown(
+        local_server: StartServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The history refusing the key is a note, not a crash; --price then prices the plan,
+    and the key appears nowhere in the output."""
+    server = await local_server(**GPU)
+    monkeypatch.setenv("SEGMIND_API_KEY", "SG_wrong_key_123")
+    second = write_manifest(tmp_path / "second.yaml", SECOND)
+    args = ["plan", str(second), "-o", str(tmp_path / "out"), "--base-url", server.base_url,
+            "--price", "0.1"]
+    assert await anyio.to_thread.run_sync(cli.main, args) == 0
+    shown = capsys.readouterr()
+    assert "the account history could not be read" in shown.out
+    assert "from --price" in shown.out
+    assert "SG_wrong_key_123" not in shown.out + shown.err
+
+
 EDITED = """
 items:
   - {id: keep, prompt: a lighthouse}

@@ -121,7 +121,7 @@ def _prices(models: list[str], paid: list[PaidJob], *, price: float | None,
         today = datetime.now(UTC).date()
         try:
             found |= anyio.run(_from_history, missing, key, base_url, history_url, today)
-        except errors.ApiError as exc:
+        except (errors.ApiError, errors.FatalApiError) as exc:  # a refused key too
             notes.append(f"the account history could not be read: {exc}")
     for model, pricing in found.items():
         if pricing is None and price is not None:
