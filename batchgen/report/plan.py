@@ -215,13 +215,13 @@ def credits_figures(t: Tally, prices: dict[str, Pricing | None]) -> dict[str, An
         to_send += new.credits
         in_flight += begun.credits
         low += new.low + begun.low
-        best = pricing.model.best
+        # The candidate applied (the best, or the dearest of those tied with it).
+        used = pricing.model.get(new.kind if model in t.send_units else begun.kind)
         described[model] = {
-            "source": pricing.source, "jobs": pricing.jobs, "kind": best.kind,
-            "description": DESCRIPTIONS[best.kind],
-            "per_reference_image": round(best.rate, 9), "error": round(best.error, 6),
+            "source": pricing.source, "jobs": pricing.jobs, "kind": used.kind,
+            "description": DESCRIPTIONS[used.kind],
+            "per_reference_image": round(used.rate, 9), "error": round(used.error, 6),
             "tied": [f.kind for f in pricing.model.tied],
-            "used": new.kind if t.send_units.get(model) else begun.kind,
         }
     known = not unpriced
     return {

@@ -18,18 +18,18 @@ def _price_line(model: str, price: dict[str, Any] | None) -> str:
         return (f"price of {model}: unknown: no finished job in OUT, none in the account "
                 "history; pass --price P (credits per image) or run a few items first "
                 "(--max-items 5)")
-    jobs = f" ({price['jobs']} jobs)" if price["source"] != "option" else ""
-    line = (f"price of {model}: {_credits(price['per_reference_image'])} credits per "
-            f"20-step 512x512 image, {price['description']}, from "
-            f"{SOURCES[price['source']]}{jobs}")
-    if price["source"] != "option":
-        line += f", off by {price['error'] * 100:.1f}% per job (RMS)"
-    others = [kind for kind in price["tied"] if kind != price["kind"]]
-    if others:
-        line += ("; these jobs fit " + ", ".join(DESCRIPTIONS[k] for k in others)
-                 + " as well (they do not vary enough): planned with the dearest, "
-                 + DESCRIPTIONS[price["used"]])
-    return line
+    rate = (f"{_credits(price['per_reference_image'])} credits per 20-step 512x512 image, "
+            f"{price['description']}")
+    if price["source"] == "option":
+        return f"price of {model}: {rate}, from --price"
+    source = f"{SOURCES[price['source']]} ({price['jobs']} jobs)"
+    if len(price["tied"]) == 1:
+        return (f"price of {model}: {rate}, fitted to {source}: off by "
+                f"{price['error'] * 100:.1f}% per job (RMS)")
+    return (f"price of {model}: {source} fit " + ", ".join(DESCRIPTIONS[k] for k in
+                                                          price["tied"])
+            + " alike (their steps, sizes and samples do not vary enough to tell): planned "
+            f"with the dearest for this manifest, {rate}")
 
 
 def describe_plan(plan: dict[str, Any]) -> str:
@@ -65,12 +65,13 @@ def describe_plan(plan: dict[str, Any]) -> str:
         lines.append(text)
     lines += [_price_line(model, price) for model, price in credits["prices"].items()]
     counted = "requests" if time["rate_scope"] == "all" else "submits"
-    text = (f"time: {time['requests']} {counted} at {time['rpm']:g} RPM "
+    rpm = f"{time['rpm']:.0f}" if time["rpm"] >= 10 else f"{time['rpm']:g}"
+    text = (f"time: {time['requests']} {counted} at {rpm} RPM "
             f"({time['rpm_source']}): {format_duration(time['hours'] * 3600)} "
             f"({time['hours']:.2f} h)")
     if time["rate_scope"] == "all":
-        text += (f"; polls count (--rate-scope all): {time['polls_per_job']:g} polls per "
-                 f"job, {time['polls_source']}")
+        text += (f"; polls count (--rate-scope all): status polls per job "
+                 f"{time['polls_per_job']:g}, {time['polls_source']}")
     if time["nights"] is not None:
         text += (f"; {time['nights']:.2f} nights of {time['submit_for_h']:g} h "
                  f"(--submit-for): {time['nights_needed']} to run")

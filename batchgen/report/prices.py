@@ -106,6 +106,9 @@ class PriceModel:
         """The candidates these jobs cannot tell from the best."""
         return tuple(f for f in self.fits if f.error <= self.best.error + TIE)
 
+    def get(self, kind: str) -> Fit:
+        return next(f for f in self.fits if f.kind == kind)
+
     def estimate(self, units: Units) -> Estimate:
         """Credits for work of ``units``: the dearest candidate still in the running."""
         readings = [(f.rate * units[KINDS.index(f.kind)], f.kind) for f in self.tied]
