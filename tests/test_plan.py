@@ -137,6 +137,28 @@ async def test_a_refused_key_is_said_and_never_shown(
     assert "SG_wrong_key_123" not in shown.out + shown.err
 
 
+async def test_jobs_of_one_shape_plan_with_the_dearer_reading(
+        local_server: StartServer, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs all of 20 steps, 512x512, one sample cannot tell per image from per unit of
+    work: a 40-step 1024x1024 manifest is planned at the dearer reading, and says so."""
+    monkeypatch.delenv("SEGMIND_API_KEY", raising=False)
+    server = await local_server(**GPU)
+    out = tmp_path / "out"
+    await run(server, write_manifest(tmp_path / "plain.yaml", "items: [a, b, c]\n"), out)
+    big = write_manifest(tmp_path / "big.yaml", "defaults: {num_inference_steps: 40, "
+                         "img_width: 1024, img_height: 1024}\nitems: [d, e]\n")
+    planned = await plan(str(big), "-o", str(out), capsys=capsys)
+    assert planned["credits"]["prices"]["sd1.5-epicrealism"]["kind"] == "work"
+    assert len(planned["credits"]["prices"]["sd1.5-epicrealism"]["tied"]) == 5
+    assert (planned["credits"]["expected"], planned["credits"]["low"]) == (
+        pytest.approx(2 * 0.08), pytest.approx(2 * 0.01))
+    assert await anyio.to_thread.run_sync(cli.main, ["plan", str(big), "-o", str(out)]) == 0
+    assert "do not vary enough to tell" in capsys.readouterr().out
+    summary = await run(server, big, out)
+    assert within(planned["credits"]["expected"], summary["credits"]["spent_this_run"])
+
+
 EDITED = """
 items:
   - {id: keep, prompt: a lighthouse}
