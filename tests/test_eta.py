@@ -12,10 +12,17 @@ from test_jobs import context
 
 from batchgen.clock import ManualClock
 from batchgen.engine.context import JobContext
-from batchgen.engine.runstate import STOP_MAX_ITEMS
+from batchgen.engine.runstate import STOP_MAX_ITEMS, Counters
+from batchgen.lifecycle import Lifecycle
+from batchgen.manifest.item import Item
 from batchgen.report.eta import Eta, estimate, format_duration
 from batchgen.report.progress import Progress
 from batchgen.report.snapshot import Bounds, RunSnapshot
+from batchgen.report.status import describe_status, read_status
+from batchgen.store.db import Database
+from batchgen.store.items import ItemStore
+from batchgen.store.lock import hold
+from batchgen.store.runs import start_run
 
 NOW = 1_800_000_000.0
 
@@ -122,3 +129,46 @@ def test_deadline_on_the_manual_clock(tmp_path: Path) -> None:
     assert figures["eta_bound"] == "deadline"
     assert figures["eta_s"] == pytest.approx(540.0 + 16.0)
     assert figures["eta_left"] == 540 + 16
+
+
+async def _finish(life: Lifecycle, clock: ManualClock, items: list[Item], *,
+                  seconds: float) -> None:
+    """Send, pay and deliver ``items``, one every ``seconds`` of ``clock``."""
+    for item in items:
+        clock.advance(seconds)
+        await life.fire("intend", item, intent_at=clock.wall())
+        await life.fire("accepted", item, request_id=f"r-{item.id}",
+                        submitted_at=clock.wall())
+        await life.fire("fetched", item, cost=0.01, result={})
+        await life.fire("delivered", item, files=[])
+
+
+@pytest.mark.parametrize(("max_items", "left", "seconds", "bound"),
+                         [(None, 45, 540.0, None), (10, 5, 60.0, "max_items")])
+async def test_status_eta_is_the_live_runs_own(tmp_path: Path, max_items: int | None, left: int,
+                                               seconds: float, bound: str | None) -> None:
+    """`batchgen status` on a resumed live run: 50 items finished by an earlier run do not
+    speed up the ETA; 5 finished in this run's first minute give 45 left at 5 a minute
+    (ETA 9 min, where the store's lifetime gave 49 s); --max-items 10 leaves 5 to send."""
+    clock = ManualClock(wall_start=NOW)
+    out = tmp_path / "out"
+    db = await Database.open(out / ".batchgen" / "state.db")
+    try:
+        store = ItemStore(db)
+        life = Lifecycle(store.transition, Counters(), clock)
+        items = [Item(f"i{n:03d}", "sd1.5-epicrealism", {"prompt": f"p{n}"}, "m", n)
+                 for n in range(100)]
+        await store.add(items, clock.wall())
+        await _finish(life, clock, items[:50], seconds=1.0)  # the earlier run
+        clock.advance(3600.0)
+        await start_run(db, manifest="m", manifest_hash="h", now=clock.wall(), pid=1,
+                        options={"max_items": max_items})
+        await _finish(life, clock, items[50:55], seconds=12.0)  # this run's first minute
+    finally:
+        await db.aclose()
+    with hold(out / ".batchgen", out):
+        report = read_status(out, now=clock.wall())
+    assert report["live"] and report["items"]["completed"] == 55
+    assert report["eta_s"] == pytest.approx(seconds)
+    assert report["eta_bound"] == bound
+    assert f"ETA {format_duration(seconds)}" in describe_status(report)

@@ -43,11 +43,7 @@ def register(sub: Any) -> None:
     add = run.add_argument
     add("manifest", help="YAML or JSONL manifest")
     add("-o", "--out", help="output directory (default: out/<manifest name>)")
-    add("--base-url", help="API base URL (env SEGMIND_BASE_URL; default "
-        f"{config.DEFAULT_BASE_URL})")
-    add("--history-url", help="account-history API base URL (env SEGMIND_HISTORY_URL)")
-    add("--api-key-file", metavar="FILE", help=f"read the API key from FILE (else env "
-        f"{keys.KEY_ENV}); the key is never taken on the command line")
+    add_api_flags(run)
     add("--local", action="store_true",
         help="start the embedded local server and run against it (no key)")
     add("--concurrency", type=positive_int, default=_DEFAULTS.concurrency, metavar="N",
@@ -102,14 +98,31 @@ def register(sub: Any) -> None:
     run.set_defaults(handler=command)
 
 
+def add_api_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the API and its account history are, and where the key comes from."""
+    add = parser.add_argument
+    add("--base-url", help="API base URL (env SEGMIND_BASE_URL; default "
+        f"{config.DEFAULT_BASE_URL})")
+    add("--history-url", help="account-history API base URL (env SEGMIND_HISTORY_URL)")
+    add("--api-key-file", metavar="FILE", help=f"read the API key from FILE (else env "
+        f"{keys.KEY_ENV}); the key is never taken on the command line")
+
+
 def out_dir(ns: argparse.Namespace) -> Path:
     return Path(ns.out) if ns.out else Path("out") / Path(ns.manifest).stem
 
 
-def run_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
+def api_urls(ns: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
+    """The v2 API's base URL and the account history's, from the flags or the
+    environment; the history is Segmind's own host only for Segmind's API."""
     base_url = ns.base_url or env.get("SEGMIND_BASE_URL") or config.DEFAULT_BASE_URL
     history_url = ns.history_url or env.get("SEGMIND_HISTORY_URL") or (
         config.DEFAULT_HISTORY_URL if base_url == config.DEFAULT_BASE_URL else base_url)
+    return base_url, history_url
+
+
+def run_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
+    base_url, history_url = api_urls(ns, env)
     return RunConfig(
         manifest=Path(ns.manifest),
         out=out_dir(ns),

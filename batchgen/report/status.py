@@ -9,13 +9,14 @@ from typing import Any
 
 from batchgen import lifecycle as lc
 from batchgen.errors import StoreError, UsageError
-from batchgen.report.eta import format_duration
+from batchgen.report.eta import Eta, estimate, format_duration
 from batchgen.report.morning import report_text
+from batchgen.report.snapshot import Bounds, RunSnapshot
 from batchgen.report.summary import iso
 from batchgen.store import lock, views
 
 
-def read_status(out: Path) -> dict[str, Any]:
+def read_status(out: Path, *, now: float | None = None) -> dict[str, Any]:
     """Counts per state, images on disk, credits, the last run; documented in README."""
     db = out / ".batchgen" / "state.db"
     if not db.exists():
@@ -36,6 +37,7 @@ def read_status(out: Path) -> dict[str, Any]:
             "pid": run["pid"],
         }
     total = sum(counts.values())
+    eta = _eta(snap, time.time() if now is None else now) if live else None
     return {
         "out": str(out),
         "live": live,
@@ -46,20 +48,38 @@ def read_status(out: Path) -> dict[str, Any]:
         "in_doubt_submits": snap.in_doubt,
         "possible_duplicate_charges": (summary or {}).get("possible_duplicate_charges"),
         "last_run": last_run,
-        "eta_s": _eta(run, counts, total) if live else None,
+        "eta_s": None if eta is None else eta.seconds,
+        "eta_bound": None if eta is None else eta.bound,
         "report": (summary or {}).get("report"),
     }
 
 
-def _eta(run: dict[str, Any] | None, counts: dict[str, int], total: int) -> float | None:
-    """Seconds left at the pace of the live run so far (None before anything finished)."""
+def _eta(snap: views.Snapshot, now: float) -> Eta | None:
+    """What the live run still has to do, at its own pace: items it finished since it
+    started, not those earlier runs into OUT finished (``report.eta``)."""
+    run = snap.last_run
     if run is None:
         return None
-    done = counts.get(lc.COMPLETED, 0) + counts.get(lc.FAILED, 0)
-    elapsed = time.time() - run["started_at"]
-    if done == 0 or elapsed <= 0:
-        return None
-    return float(round((total - done) * elapsed / done, 1))
+    counts, mine = snap.counts, snap.last_run_progress
+    options = _load_options(run.get("options"))
+    max_items = options.get("max_items")
+    figures = RunSnapshot(
+        elapsed_s=now - run["started_at"], wall=now, total=sum(counts.values()),
+        completed=counts.get(lc.COMPLETED, 0), failed=counts.get(lc.FAILED, 0),
+        in_flight=sum(counts.get(state, 0) for state in lc.STARTED),
+        completed_this_run=mine.completed, failed_this_run=mine.failed,
+        started_new=mine.started)
+    eta = estimate(figures, Bounds(max_items=max_items if isinstance(max_items, int) else None))
+    seconds = None if eta.seconds is None else float(round(eta.seconds, 1))
+    return Eta(eta.left, seconds, eta.bound, eta.paused_s)
+
+
+def _load_options(text: object) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 # images/ also holds the sidecars (metadata.jsonl, <image>.txt captions): not images.
@@ -104,7 +124,9 @@ def describe_status(report: dict[str, Any]) -> str:
         _last_run_text(report["last_run"], live=report["live"]),
     ]
     if report["eta_s"] is not None:
-        lines.append(f"ETA {format_duration(report['eta_s'])}")
+        bound = report.get("eta_bound")
+        lines.append(f"ETA {format_duration(report['eta_s'])}"
+                     + (f" (bounded by {bound})" if bound else ""))
     if report.get("report"):
         lines += ["", "last run's report:", report_text(report["report"])]
     return "\n".join(lines)

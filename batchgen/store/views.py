@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from batchgen.errors import StoreError
-from batchgen.lifecycle import FAILED, FETCHED, FINISHED
+from batchgen.lifecycle import COMPLETED, FAILED, FETCHED, FINISHED
 from batchgen.store.db import connect
 from batchgen.store.items import ItemRecord, record_of
 
@@ -88,14 +88,36 @@ def top_errors(path: Path, limit: int = 5) -> list[tuple[str | None, str | None,
 
 
 @dataclass(frozen=True, slots=True)
+class Since:
+    """What happened to items since a wall time: finished, and taken for a first job."""
+
+    completed: int = 0
+    failed: int = 0
+    started: int = 0
+
+
+def since(conn: sqlite3.Connection, wall: float) -> Since:
+    """Items completed, failed, and sent (their first intent or their job) at ``wall`` or
+    later: a live run's own progress, whatever earlier runs into OUT finished."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(state = ? AND updated_at >= ?), 0),"
+        " COALESCE(SUM(state = ? AND updated_at >= ?), 0),"
+        " COALESCE(SUM(COALESCE(submitted_at, intent_at) >= ?), 0) FROM items",
+        (COMPLETED.value, wall, FAILED.value, wall, wall)).fetchone()
+    return Since(int(row[0]), int(row[1]), int(row[2]))
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
-    """What ``batchgen status`` reads: counts per state, totals and the last run."""
+    """What ``batchgen status`` reads: counts per state, totals, the last run and what
+    happened since it started."""
 
     counts: dict[str, int]
     cost: float
     submits: int
     in_doubt: int
     last_run: dict[str, Any] | None
+    last_run_progress: Since = Since()
 
 
 def snapshot(path: Path) -> Snapshot:
@@ -110,9 +132,10 @@ def snapshot(path: Path) -> Snapshot:
             "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(submits), 0),"
             " COALESCE(SUM(in_doubt), 0) FROM items").fetchone()
         run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+        progress = since(conn, run["started_at"]) if run is not None else Since()
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
     finally:
         conn.close()
     return Snapshot(counts, float(cost), int(submits), int(in_doubt),
-                    dict(run) if run is not None else None)
+                    dict(run) if run is not None else None, progress)
