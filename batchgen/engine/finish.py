@@ -85,4 +85,5 @@ def options_of(cfg: RunConfig) -> dict[str, Any]:
         "on_expired": cfg.on_expired, "on_in_doubt": cfg.on_in_doubt,
         "retry_failed": cfg.retry_failed, "retry_failed_jobs": cfg.retry_failed_jobs,
         "allow_unknown_params": cfg.allow_unknown_params,
+        "submit_until_wall": cfg.submit_until_wall,
     }

@@ -69,7 +69,10 @@ def _eta(snap: views.Snapshot, now: float) -> Eta | None:
         in_flight=sum(counts.get(state, 0) for state in lc.STARTED),
         completed_this_run=mine.completed, failed_this_run=mine.failed,
         started_new=mine.started)
-    eta = estimate(figures, Bounds(max_items=max_items if isinstance(max_items, int) else None))
+    deadline = options.get("submit_until_wall")
+    eta = estimate(figures, Bounds(
+        max_items=max_items if isinstance(max_items, int) else None,
+        deadline_wall=float(deadline) if isinstance(deadline, int | float) else None))
     seconds = None if eta.seconds is None else float(round(eta.seconds, 1))
     return Eta(eta.left, seconds, eta.bound, eta.paused_s)
 
