@@ -21,6 +21,7 @@ from yarl import URL
 from batchgen.api.history import history_rows
 from batchgen.api.results import JobResult, JobStatus, Submitted, parse_result
 from batchgen.api.retry import parse_time, server_wait_s
+from batchgen.api.urls import same_origin
 from batchgen.clock import Clock, SystemClock
 from batchgen.config import DEFAULT_HISTORY_URL
 from batchgen.errors import (
@@ -47,18 +48,6 @@ _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 
 Kind = Literal["submit", "get", "history"]
-
-
-def _origin(url: str | URL) -> tuple[str, str, int | None]:
-    u = URL(url)
-    return (u.scheme.lower(), (u.host or "").lower(), u.port)
-
-
-def rebase(url: str, base: str) -> str:
-    """``url``'s path and query on ``base``'s scheme, host and port."""
-    target, origin = URL(url), URL(base)
-    return str(target.with_scheme(origin.scheme).with_host(origin.host or "")
-               .with_port(origin.port))
 
 
 def excerpt(text: str, secret: str = "") -> str:
@@ -207,12 +196,9 @@ class ApiClient:
         """The server's URL when it is on the API's origin; else ours (never leak the key)."""
         if not isinstance(candidate, str) or not candidate:
             return fallback
-        try:
-            same = _origin(candidate) == _origin(self._base)
-        except ValueError:
-            same = False
-        if not same:
-            log.warning("ignoring a returned URL off the API origin: %s", URL(candidate).origin())
+        if not same_origin(candidate, self._base):
+            log.warning("ignoring a returned URL off the API origin: %s",
+                        candidate.split("?", 1)[0][:200])
             return fallback
         return candidate
 
@@ -224,11 +210,7 @@ class ApiClient:
 
     def _check_origin(self, url: str, kind: Kind) -> None:
         own = self._history if kind == "history" else self._base
-        try:
-            same = _origin(url) == _origin(own)
-        except ValueError:
-            same = False
-        if not same:
+        if not same_origin(url, own):
             raise ForeignOriginError(f"refusing to send the API key off its origin: {url}", url=url)
 
     async def _call(

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TypeVar
 
 from batchgen.api import reconcile
-from batchgen.api.client import ApiClient, rebase
+from batchgen.api.client import ApiClient
 from batchgen.api.download import Downloaded, Files
 from batchgen.api.ratelimit import RateLimiter
 from batchgen.api.reconcile import Window
 from batchgen.api.results import Found, JobResult, JobStatus, Output, Submitted
 from batchgen.api.retry import Operation, RetryPolicy, retrying
+from batchgen.api.urls import rebase
 from batchgen.clock import Clock
 from batchgen.config import RunConfig
 from batchgen.engine.runstate import Counters
