@@ -25,6 +25,7 @@ row count), then counts and logs it; an event fired from any other state raises
     failed       pending, in_doubt, submitted, failed      given up by policy
                  fetched
     retry        failed                        pending     --retry-failed
+    reopened     failed                        in_doubt    --retry-failed, its submit's fate unknown
     changed      pending, completed, failed    pending     its parameters changed in the manifest
 
 Whether an item may be paid for again is ``may_pay_again``: one function, beside the table.
@@ -124,6 +125,7 @@ EVENTS: dict[str, Event] = {e.name: e for e in (
            bumps=("job_failures",), level=_WARN),
     _event("failed", {PENDING, IN_DOUBT, SUBMITTED, FETCHED}, FAILED, _ERROR, level=_WARN),
     _event("retry", {FAILED}, PENDING, clears=_FRESH, level=logging.INFO),
+    _event("reopened", {FAILED}, IN_DOUBT, clears=_ERROR, level=logging.INFO),
     _event("changed", {PENDING, COMPLETED, FAILED}, PENDING, "body model line",
            clears=_FRESH + " " + _JOB + " result files", level=logging.INFO),
 )}
@@ -140,6 +142,7 @@ _COUNTS: dict[str, tuple[str, ...]] = {
     "failed": ("failed",),
     "rejected": ("failed",),
     "retry": ("retried",),
+    "reopened": ("retried",),
     "changed": ("changed",),
 }
 
@@ -192,7 +195,9 @@ def may_pay_again(state: State, cause: Cause, *, in_doubt: int = 0, resubmits: i
     if cause == "in_doubt":
         if policy.on_in_doubt == "fail":
             return "--on-in-doubt fail"
-        return None if in_doubt < MAX_IN_DOUBT else f"in doubt {in_doubt} times"
+        if in_doubt < MAX_IN_DOUBT or policy.retry_failed:
+            return None
+        return f"in doubt {in_doubt} times (--retry-failed sends it again)"
     if cause == "expired":
         if policy.on_expired == "fail":
             return "--on-expired fail"
@@ -226,8 +231,10 @@ class Lifecycle:
         self._clock = clock
 
     async def fire(self, name: str, item: Item | str, *, message: str | None = None,
-                   error_class: str | None = None, **values: Any) -> bool:
-        """Apply event ``name`` to ``item``; False only when an adoption lost its claim."""
+                   error_class: str | None = None, job: str | None = None,
+                   **values: Any) -> bool:
+        """Apply event ``name`` to ``item``; False only when an adoption lost its claim.
+        ``job`` names the request id in the log line when the event does not store it."""
         event = EVENTS[name]
         item_id = item if isinstance(item, str) else item.id
         if message is not None:
@@ -241,7 +248,7 @@ class Lifecycle:
         if outcome != "ok":
             raise IllegalTransition(name, item_id, outcome)
         self._count(name, values.get("posts", 0), error_class if message else None)
-        _log(event, item_id, values, message, error_class)
+        _log(event, item_id, values.get("request_id", job), message, error_class)
         return True
 
     def _count(self, name: str, posts: int, error_class: str | None) -> None:
@@ -265,11 +272,10 @@ _MESSAGES = {
 }
 
 
-def _log(event: Event, item_id: str, values: Mapping[str, Any], message: str | None,
+def _log(event: Event, item_id: str, request_id: str | None, message: str | None,
          error_class: str | None) -> None:
     if not log.isEnabledFor(event.level):
         return
-    request_id = values.get("request_id")
     extra = {"event": f"item.{event.name}", "item_id": item_id, "request_id": request_id}
     template = _MESSAGES.get(event.name)
     if template is not None and message is not None:

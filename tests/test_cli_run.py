@@ -42,6 +42,15 @@ def test_next_clock_time_is_the_nearest() -> None:
     late = datetime(2026, 11, 26, 7, 5).timestamp()
     assert datetime.fromtimestamp(cli.next_clock_time("07:00", late)) == datetime(
         2026, 11, 26, 7, 0)
+    after_boot = datetime(2026, 11, 26, 9, 0).timestamp()
+    assert datetime.fromtimestamp(cli.next_clock_time("07:00", after_boot)) == datetime(
+        2026, 11, 26, 7, 0)
+    afternoon = datetime(2026, 11, 26, 18, 30).timestamp()
+    assert datetime.fromtimestamp(cli.next_clock_time("07:00", afternoon)) == datetime(
+        2026, 11, 27, 7, 0)
+    just_after_midnight = datetime(2026, 11, 26, 0, 30).timestamp()
+    assert datetime.fromtimestamp(cli.next_clock_time("23:30", just_after_midnight)) == \
+        datetime(2026, 11, 25, 23, 30)
     with pytest.raises(UsageError):
         cli.next_clock_time("25:00", evening)
 

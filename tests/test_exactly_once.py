@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import anyio
 import pytest
 from conftest import MODEL, StartServer
 from stores import TO_IN_DOUBT, records, seed
@@ -203,20 +204,16 @@ async def test_a_refused_model_fails_its_items_and_the_others_run(
     local_server: StartServer, tmp_path: Path
 ) -> None:
     """One misspelled model slug (404) fails that model's items, sending only one of
-    them; the other model's items all complete, and the run exits 1."""
+    them even with many in flight; the other model's items all complete, exit 1."""
     server = await local_server()
-    manifest = write_manifest(tmp_path / "m.yaml", (
-        "items:\n"
-        "  - {prompt: one}\n"
-        "  - {prompt: two, model: sd15-epicrealsim}\n"
-        "  - {prompt: three}\n"
-        "  - {prompt: four, model: sd15-epicrealsim}\n"
-        "  - {prompt: five}\n"))
-    summary = await run(server, manifest, tmp_path / "out", concurrency=1)
+    lines = [json.dumps({"prompt": f"p{n}", **({"model": "sd15-epicrealsim"} if n % 3 == 0
+                                                 else {})}) for n in range(30)]
+    manifest = write_manifest(tmp_path / "m.jsonl", "\n".join(lines) + "\n")
+    summary = await run(server, manifest, tmp_path / "out", concurrency=16)
     assert summary["exit_code"] == 1
-    assert summary["items"]["completed"] == 3
-    assert summary["items"]["failed"] == 2
-    assert summary["errors_by_cause"] == {"model_refused": 2}
+    assert summary["items"]["completed"] == 20
+    assert summary["items"]["failed"] == 10
+    assert summary["errors_by_cause"] == {"model_refused": 10}
     assert server.stats()["submits_rejected"] == {"404": 1}
     failed = [line for line in results(tmp_path / "out") if line["status"] == "failed"]
     assert all("404" in line["error"] for line in failed)
@@ -306,3 +303,69 @@ async def test_a_bad_key_with_a_lost_first_submit_exits_3(local_server: StartSer
                                  poll_first_s=0.05)
     assert summary["exit_code"] == 3
     assert "401" in (summary["fatal_error"] or "")
+
+
+async def test_max_cost_holds_when_the_price_depends_on_the_parameters(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """Cheap jobs first, then jobs eight times the work: --max-cost prices each job by
+    its own parameters and stops before the cap, not five times past it."""
+    server = await local_server(pricing="gpu", cost_per_image=0.01)
+    small = [{"prompt": f"small {n}"} for n in range(20)]
+    big = [{"prompt": f"big {n}", "img_width": 1024, "img_height": 1024,
+            "num_inference_steps": 40, "samples": 2} for n in range(20)]
+    manifest = write_manifest(tmp_path / "m.jsonl",
+                              "".join(json.dumps(line) + "\n" for line in small + big))
+    summary = await run(server, manifest, tmp_path / "out", max_cost=0.5, concurrency=4)
+    assert summary["stop_reason"] == "max_cost"
+    assert summary["credits"]["spent_this_run"] <= 0.5
+    assert summary["items"]["completed"] > 20  # the budget bought big jobs too
+
+
+async def test_retry_failed_asks_the_history_before_paying_again(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """An item that failed in doubt (--on-in-doubt fail) and is retried with
+    --retry-failed adopts the job its lost submit created: nothing is paid twice."""
+    from batchgen.clock import ManualClock
+
+    clock = ManualClock(wall_start=time.time())  # the server's: its history lags by it
+    server = await local_server(clock=clock, latency_s=0.0, drop_after_submits=(1,),
+                                history_lag_s=1.0)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
+    out = tmp_path / "out"
+    first = await run(server, manifest, out, on_in_doubt="fail", history_wait_s=0.1)
+    assert first["items"]["failed"] == 1
+    assert "may pay twice" in (out / "failed.jsonl").read_text()
+    clock.advance(1.5)  # the history catches up
+    second = await run(server, manifest, out, on_in_doubt="fail", retry_failed=True)
+    assert second["items"]["completed"] == 1
+    assert second["adopted_from_history"] == 1
+    assert accepted(server) == 1
+
+
+async def test_a_duplicate_charge_is_counted_in_the_credits(local_server: StartServer,
+                                                            tmp_path: Path) -> None:
+    """A lost submit whose job the lagging history did not show in time is sent again;
+    the job found afterwards is counted as paid in the summary's credits."""
+    from conftest import until
+
+    from batchgen.clock import ManualClock
+
+    clock = ManualClock(wall_start=time.time())  # the server's: its history lags by it
+    server = await local_server(clock=clock, latency_s=0.0, drop_after_submits=(1,),
+                                history_lag_s=1.0, cost_per_image=0.25)
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [a lone tree]\n")
+
+    async def catch_up() -> None:
+        await until(lambda: accepted(server) >= 2, turns=10_000_000)
+        clock.advance(1.5)  # once the item was sent again, the history shows the first
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(catch_up)
+        summary = await run(server, manifest, tmp_path / "out", history_wait_s=0.2)
+    assert summary["possible_duplicate_charges"] == 1
+    assert summary["duplicate_charges_found"] == 1
+    assert summary["credits"]["spent_this_run"] == pytest.approx(0.5)
+    assert summary["credits"]["duplicates"] == pytest.approx(0.25)
+    assert accepted(server) == 2

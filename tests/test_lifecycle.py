@@ -193,3 +193,39 @@ def test_readme_error_policy_names_real_events() -> None:
     for _, _, events in rows:
         names = re.findall(r"[a-z_]+", events)
         assert names and all(name in EVENTS for name in names), events
+
+
+async def test_identical_posts_go_side_by_side_and_a_lookup_goes_alone() -> None:
+    """POSTs of one body overlap; a history look-up waits for them and holds new ones."""
+    import anyio
+
+    from batchgen.engine.twins import BodyLocks
+
+    locks = BodyLocks()
+    twin = item(State.PENDING)
+    log: list[str] = []
+    release = anyio.Event()
+
+    async def post(name: str) -> None:
+        async with locks.posting(twin):
+            log.append(f"{name} in")
+            await release.wait()
+            log.append(f"{name} out")
+
+    async def look() -> None:
+        async with locks.looking(twin):
+            log.append("look")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(post, "a")
+        tg.start_soon(post, "b")
+        await anyio.wait_all_tasks_blocked()
+        assert log == ["a in", "b in"]  # side by side
+        tg.start_soon(look)
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(post, "c")
+        await anyio.wait_all_tasks_blocked()
+        assert log == ["a in", "b in"]  # the look-up waits; c waits behind it
+        release.set()
+    assert log.index("look") > log.index("b out") and log.index("c in") > log.index("look")
+    assert locks._bodies == {}

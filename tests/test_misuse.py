@@ -177,3 +177,29 @@ async def test_a_damaged_checkpoint_says_how_to_recover(
     assert code == 1
     assert "move it aside" in capsys.readouterr().err
     assert accepted(server) == 0
+
+
+async def test_a_checkpoint_lost_with_jobs_in_flight_pays_for_none_twice(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """kill -9 with jobs in flight, then `rm -rf OUT/.batchgen`: the rebuilt checkpoint
+    finds the killed run's jobs in the account history and adopts them."""
+    import shutil
+
+    from test_crash import finish, jsonl_manifest, start_child, watch
+
+    server = await local_server(latency_s=2.0, workers=32)
+    manifest = jsonl_manifest(tmp_path / "m.jsonl", 40)
+    out = tmp_path / "out"
+    child = start_child(server, manifest, out, "--concurrency", "16")
+    images = out / "images"
+    assert await watch(child, lambda: accepted(server) >= 20 and any(images.glob("*.png")))
+    child.kill()
+    await finish(child)
+    shutil.rmtree(out / ".batchgen")
+    child = start_child(server, manifest, out)
+    assert await finish(child) == 0, (tmp_path / "child.log").read_text()[-3000:]
+    stats = server.stats()
+    assert stats["duplicate_bodies"] == 0
+    assert stats["submits_accepted"] == 40
+    assert len(results(out)) == 40

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from batchgen.prices import PriceModel, fit, observed, units_of
 from batchgen.report.plan import Tally, rate, timing
-from batchgen.report.prices import PriceModel, fit, observed, units_of
 
 MODEL = "sd1.5-epicrealism"
 SHAPES: list[dict[str, Any]] = [

@@ -65,6 +65,15 @@ async def _rows(client: ApiClient, *, model: str, window: Window) -> list[Histor
     return kept
 
 
+async def jobs_since(client: ApiClient, *, model: str, window: Window) -> list[HistoryRow]:
+    """Every request of ``model`` created in ``window`` that names its body, one row each."""
+    seen: dict[str, HistoryRow] = {}
+    for row in await _rows(client, model=model, window=window):
+        if row.body is not None:
+            seen.setdefault(row.request_id, row)
+    return list(seen.values())
+
+
 async def recover(client: ApiClient, request_id: str, *, model: str, samples: int,
                   window: Window) -> Found | None:
     """What the history knows of ``request_id``; every output URL when it can find them."""

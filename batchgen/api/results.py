@@ -27,6 +27,8 @@ class Submitted:
     status_url: str
     response_url: str
     raw: dict[str, Any] = field(default_factory=dict)
+    # When the job was created, on our clock, if known (an adopted job: from the history).
+    created_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

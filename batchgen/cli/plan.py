@@ -22,10 +22,10 @@ from batchgen.cli.parsing import non_negative_float, positive_float, refuse_key_
 from batchgen.cli.run import add_api_flags, api_urls, out_dir
 from batchgen.exits import EXIT_OK
 from batchgen.manifest.reader import ManifestReader
+from batchgen.prices import PriceModel, fit, observed
 from batchgen.report import plan as planning
 from batchgen.report.plan import Pricing
 from batchgen.report.plan_text import describe_plan
-from batchgen.report.prices import PriceModel, fit, observed
 from batchgen.store import lock
 from batchgen.store.planning import PaidJob, PlanStore
 

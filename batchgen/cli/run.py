@@ -166,7 +166,11 @@ def command(ns: argparse.Namespace) -> int:
 
     metrics = MetricsFile(Path(ns.metrics_file), out=out_dir(ns)) if ns.metrics_file else None
     try:
-        cfg = run_config(ns, os.environ)
+        try:
+            cfg = run_config(ns, os.environ)
+        except errors.UsageError:
+            _manifest_first(ns)  # a bad manifest is the first thing to fix, key or not
+            raise
         # The key is read: no child of this run (the notify command) may inherit it.
         keys.scrub_environment(os.environ, [cfg.api_key,
                                             os.environ.get(keys.KEY_ENV, "").strip()])
@@ -188,6 +192,16 @@ def command(ns: argparse.Namespace) -> int:
         say(f"failed items, as a manifest: {cfg.out / 'failed.jsonl'}")
     say(f"gallery: {cfg.out / 'gallery.html'}")
     return code
+
+
+def _manifest_first(ns: argparse.Namespace) -> None:
+    """Raise the manifest's errors, if it has any, before a usage error of the flags."""
+    from batchgen.engine.prepare import validate
+
+    manifest = Path(ns.manifest)
+    if manifest.is_file():
+        validate(RunConfig(manifest=manifest, out=out_dir(ns),
+                           allow_unknown_params=ns.allow_unknown_params))
 
 
 def _finish_metrics(metrics: MetricsFile, summary: dict[str, Any] | None, code: int) -> None:

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 
 from batchgen import errors
 
-# A --stop-submitting-at time that passed less than this long ago has passed; an older
-# one means its next occurrence.
-PASSED_WITHIN_S = 12 * 3600.0
+# A --stop-submitting-at time that passed less than this long ago has passed (a late or
+# delayed start); an older one means its next occurrence (an evening start).
+PASSED_WITHIN_S = 6 * 3600.0
 
 
 def parse_duration(text: str) -> float:
@@ -23,10 +23,11 @@ def parse_duration(text: str) -> float:
 
 
 def next_clock_time(text: str, now: float) -> float:
-    """The local wall time ``HH:MM`` nearest to ``now``, as epoch seconds: the coming one,
-    unless today's passed less than 12 hours ago. A late start at 07:05 with 07:00 finds
-    the time passed (submit nothing, drain, exit 0), where a start at 23:00 waits for
-    tomorrow's 07:00."""
+    """The local wall time ``HH:MM`` that bounds a run started at ``now``, as epoch
+    seconds: the coming one, unless the last one passed less than ``PASSED_WITHIN_S``
+    ago. A late start at 07:05 (or 09:00, after a boot) with 07:00 finds the time passed
+    (submit nothing, drain, exit 0), where a start at 18:30 or 23:00 submits until the
+    next morning's 07:00."""
     match = re.fullmatch(r"(\d{1,2}):(\d{2})", text.strip())
     if not match or int(match[1]) > 23 or int(match[2]) > 59:
         raise errors.UsageError(f"--stop-submitting-at: not a time HH:MM: {text!r}")
@@ -35,8 +36,8 @@ def next_clock_time(text: str, now: float) -> float:
                              microsecond=0)
     if target.timestamp() <= now - PASSED_WITHIN_S:
         target += timedelta(days=1)
-    elif target.timestamp() > now + PASSED_WITHIN_S:
-        target -= timedelta(days=1)
+    elif (target - timedelta(days=1)).timestamp() > now - PASSED_WITHIN_S:
+        target -= timedelta(days=1)  # yesterday's passed only a little while ago
     return target.timestamp()
 
 

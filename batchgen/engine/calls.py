@@ -17,7 +17,7 @@ from batchgen.api.client import ApiClient
 from batchgen.api.download import Downloaded, Files
 from batchgen.api.ratelimit import RateLimiter
 from batchgen.api.reconcile import Window
-from batchgen.api.results import Found, JobResult, JobStatus, Output, Submitted
+from batchgen.api.results import Found, HistoryRow, JobResult, JobStatus, Output, Submitted
 from batchgen.api.retry import Operation, RetryPolicy, retrying
 from batchgen.api.urls import rebase
 from batchgen.clock import Clock
@@ -88,6 +88,13 @@ class Calls:
             "get", lambda: reconcile.find(self.client, model=item.model, params=item.params,
                                           window=window), limited=self._polls_limited)
 
+    async def jobs_since(self, model: str, *, since_wall: float) -> list[HistoryRow]:
+        """Every job of ``model`` the history shows created since ``since_wall``."""
+        window = self.window(since_wall)
+        return await self._retried(
+            "get", lambda: reconcile.jobs_since(self.client, model=model, window=window),
+            limited=self._polls_limited)
+
     async def recover(self, item: Item, request_id: str, *, since_wall: float) -> Found | None:
         window = self.window(since_wall)
         return await self._retried(
@@ -101,6 +108,12 @@ class Calls:
         slack = UNKNOWN_SKEW_S if offset is None else DATE_SLACK_S
         shift = offset or 0.0
         return Window(since_wall + shift - slack, self._clock.wall() + shift + slack)
+
+    def local_time(self, server_time: float | None) -> float:
+        """A time of the server's (a job's creation) on our clock; now when unknown."""
+        if server_time is None:
+            return self._clock.wall()
+        return min(self._clock.wall(), server_time - (self.client.server_offset_s or 0.0))
 
     def submitted(self, request_id: str, status_url: str | None = None,
                   response_url: str | None = None) -> Submitted:

@@ -94,9 +94,9 @@ async def sink_stage(ctx: JobContext, receive: MemoryObjectReceiveStream[Deliver
             if delivered.error is not None:
                 # Paid for but not on disk: stays fetched so the next run downloads it.
                 await ctx.life.fire("undelivered", item, message=delivered.error,
-                                    error_class="download")
+                                    error_class="download", job=harvest.request_id)
                 continue
-            await ctx.life.fire("delivered", item, files=delivered.files)
+            await ctx.life.fire("delivered", item, files=delivered.files, job=harvest.request_id)
             metrics = harvest.result.get("metrics") or {}
             for key, bucket in (("queue_time", ctx.counters.queue_times),
                                 ("inference_time", ctx.counters.inference_times)):

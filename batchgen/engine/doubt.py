@@ -12,6 +12,7 @@ for the next run, since a wrong guess either pays twice or loses a paid job.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Literal
 
@@ -55,6 +56,8 @@ async def resolve(ctx: JobContext, item: Item) -> Submitted | Literal["resend"] 
                             f"again: {why_not}", error_class="in_doubt")
         return None
     ctx.counters.possible_duplicates += 1
+    ctx.counters.resent.append((item, since))
+    ctx.budget.charge_lost(item)  # it may have been billed: --max-cost counts it
     log.warning("item %s: no job found for the in-doubt submit; sending again "
                 "(a possible duplicate charge)", item.id,
                 extra={"event": "item.resend", "item_id": item.id})
@@ -63,16 +66,17 @@ async def resolve(ctx: JobContext, item: Item) -> Submitted | Literal["resend"] 
 
 async def _adopt_one(ctx: JobContext, item: Item, since: float) -> Submitted | None:
     """Claim the oldest matching job no item holds; identical POSTs wait meanwhile."""
-    async with ctx.twins.hold(item):
+    async with ctx.twins.looking(item):
         found = await ctx.calls.find(item, since_wall=since)
         claimed = await ctx.items.claimed([f.request_id for f in found])
         for job in found:
             if job.request_id in claimed:
                 continue
-            sub = ctx.calls.submitted(job.request_id)
+            sub = dataclasses.replace(ctx.calls.submitted(job.request_id),
+                                      created_at=ctx.calls.local_time(job.created_at))
             if await ctx.life.fire("adopted", item, request_id=sub.request_id,
                                    status_url=sub.status_url, response_url=sub.response_url,
-                                   submitted_at=ctx.clock.wall()):
+                                   submitted_at=sub.created_at):
                 return sub
     return None
 

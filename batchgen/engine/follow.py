@@ -113,8 +113,9 @@ async def fetch(ctx: JobContext, item: Item, sub: Submitted, submitted_at: float
     now = ctx.clock.wall()
     ctx.estimate.observe(metrics, now - submitted_at)
     took = metrics.total_time
-    ctx.counters.credits_left(metrics.remaining_credits,
-                              submitted_at + took if took is not None else now)
+    if charge:  # a result fetched again on resume carries an old balance
+        ctx.counters.credits_left(metrics.remaining_credits,
+                                  submitted_at + took if took is not None else now)
     _charge(ctx, item, metrics.cost, charge)
     keep = {"seed": result.seed, "metrics": metrics.raw,
             "outputs": [{"url": o.url, "content_type": o.content_type}
@@ -130,9 +131,9 @@ def _charge(ctx: JobContext, item: Item, cost: float | None, charge: bool) -> No
     if cost is not None:
         # Spent from here on: the job completed, so it is billed (API-FACTS, "Money").
         ctx.counters.cost += cost
-        ctx.budget.charge(cost, item.samples)
+        ctx.budget.charge(item, cost)
     else:
-        ctx.budget.unpriced_job_done()
+        ctx.budget.unpriced_job_done(item)
 
 
 async def from_history(ctx: JobContext, item: Item, sub: Submitted, submitted_at: float, *,

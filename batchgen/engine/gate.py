@@ -8,6 +8,11 @@ once, so no POST leaves after it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
 from batchgen.api.ratelimit import RateLimiter
 from batchgen.clock import Clock
 from batchgen.engine.budget import Budget, Reservation
@@ -18,6 +23,7 @@ from batchgen.engine.runstate import (
     STOP_UNWRITABLE,
     StopSwitch,
 )
+from batchgen.manifest.item import Item
 
 # Submits in a row that could not reach the API, each after its own retries, before the
 # gate closes: the API is down, and every further item would only wait.
@@ -39,6 +45,8 @@ class Gate:
         self._deadline = deadline_wall
         self._unreachable = 0
         self._unwritable = 0
+        self._proven: set[str] = set()
+        self._trying: dict[str, anyio.Lock] = {}
 
     def closed(self) -> bool:
         """True once nothing more may be submitted (passing the deadline closes it)."""
@@ -47,11 +55,11 @@ class Gate:
             self.stop.stop(STOP_DEADLINE)
         return self.stop.stopped
 
-    async def enter(self, samples: int) -> Reservation | None:
-        """Wait until a POST of ``samples`` images may leave; None when none may."""
+    async def enter(self, item: Item) -> Reservation | None:
+        """Wait until ``item``'s POST may leave; None when none may."""
         if self.closed():
             return None
-        reservation = await self.stop.unless_stopped(lambda: self.budget.reserve(samples))
+        reservation = await self.stop.unless_stopped(lambda: self.budget.reserve(item))
         if reservation is None:
             if not self.stop.stopped:
                 self.stop.stop(STOP_BUDGET)
@@ -67,6 +75,22 @@ class Gate:
         self._unreachable = 0 if reached else self._unreachable + 1
         if self._unreachable >= UNREACHABLE_STREAK:
             self.stop.stop(STOP_UNREACHABLE)
+
+    @asynccontextmanager
+    async def first_of(self, model: str) -> AsyncIterator[None]:
+        """Until a model's first submit is accepted, its POSTs go one at a time: a
+        misspelled or retired slug then costs one refused POST, not one per item in
+        flight."""
+        if model in self._proven:
+            yield
+            return
+        async with self._trying.setdefault(model, anyio.Lock()):
+            yield
+
+    def proven(self, model: str) -> None:
+        """A submit of ``model`` was accepted: its POSTs need not wait for each other."""
+        self._proven.add(model)
+        self._trying.pop(model, None)
 
     def written(self, written: bool) -> None:
         """Whether a paid job's images could be written; a streak of failures closes it."""

@@ -79,6 +79,7 @@ async def run_job(ctx: JobContext, item: Item, record: ItemRecord | None,
             return
         if isinstance(found, Submitted):
             sub = found
+            submitted_at = found.created_at or submitted_at
     await _drive(ctx, item, sub, submitted_at, paid=state in PAID, deliver=deliver)
 
 
@@ -91,7 +92,7 @@ async def _drive(ctx: JobContext, item: Item, sub: Submitted | None, submitted_a
             if posted is None:
                 return
             sub, reservation = posted
-            submitted_at, paid = ctx.clock.wall(), False
+            submitted_at, paid = sub.created_at or ctx.clock.wall(), False
         try:
             harvest = await _follow(ctx, item, sub, submitted_at, charge=not paid)
         except RequestExpiredError as exc:
@@ -100,7 +101,7 @@ async def _drive(ctx: JobContext, item: Item, sub: Submitted | None, submitted_a
             sub = None
             continue
         except JobFailedError as exc:
-            if not await _job_failed(ctx, item, exc):
+            if not await _job_failed(ctx, item, sub, exc):
                 return
             sub = None
             continue
@@ -160,10 +161,12 @@ async def _expired(ctx: JobContext, item: Item, message: str, *, paid: bool) -> 
     return True
 
 
-async def _job_failed(ctx: JobContext, item: Item, exc: JobFailedError) -> bool:
+async def _job_failed(ctx: JobContext, item: Item, sub: Submitted,
+                      exc: JobFailedError) -> bool:
     """A FAILED job (not billed): send again by policy (True), else the item fails."""
     kind = failure_class(exc)
-    await ctx.life.fire("job_failed", item, message=str(exc), error_class=kind)
+    await ctx.life.fire("job_failed", item, message=str(exc), error_class=kind,
+                        job=sub.request_id)
     record = await ctx.items.get(item.id)
     failures = record.job_failures if record else 1
     if may_pay_again(State.PENDING, "job_failed", job_failures=failures,

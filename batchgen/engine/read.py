@@ -24,7 +24,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from batchgen.api.results import Output
 from batchgen.engine.context import JobContext
 from batchgen.engine.follow import Harvest
-from batchgen.lifecycle import COMPLETED, FAILED, FETCHED, PENDING, STARTED
+from batchgen.lifecycle import COMPLETED, FAILED, FETCHED, IN_DOUBT, PENDING, STARTED
 from batchgen.manifest.ids import canonical_json
 from batchgen.manifest.item import Item
 from batchgen.manifest.reader import ManifestReader
@@ -92,6 +92,12 @@ class _Reader:
                     if _changed(item, record):
                         # Its job was sent with the stored parameters: it finishes as
                         # such, and the next run generates it again.
+                        ctx.counters.changed_in_flight += 1
+                        log.warning("item %s changed while its job was in flight: the job "
+                                    "finishes with the parameters it was sent with; the "
+                                    "next run generates it again with the new ones",
+                                    item.id, extra={"event": "item.changed_in_flight",
+                                                    "item_id": item.id})
                         item = dataclasses.replace(item, params=record.params,
                                                    model=record.model)
                 elif not ctx.stop.wants_new:
@@ -128,7 +134,11 @@ class _Reader:
         if record is None or record.state not in (COMPLETED, FETCHED, FAILED):
             await self.send.send(Work(item, record))
         elif record.state == FAILED:
-            if ctx.cfg.retry_failed:
+            if ctx.cfg.retry_failed and record.error_class == "in_doubt":
+                # Its submit may have created a job: the history is asked before paying.
+                await ctx.life.fire("reopened", item)
+                await self.send.send(Work(item, dataclasses.replace(record, state=IN_DOUBT)))
+            elif ctx.cfg.retry_failed:
                 await ctx.life.fire("retry", item)
                 await self.send.send(Work(item, None))
             else:

@@ -19,18 +19,25 @@ from batchgen.api.ratelimit import RateLimiter
 from batchgen.api.session import Endpoints, open_api
 from batchgen.clock import Clock, SystemClock
 from batchgen.config import RunConfig
-from batchgen.engine.budget import Budget
+from batchgen.engine.budget import WINDOW, Budget
 from batchgen.engine.calls import Calls
 from batchgen.engine.context import JobContext
+from batchgen.engine.duplicates import count_duplicates
 from batchgen.engine.finish import finish, options_of
 from batchgen.engine.gate import Gate
 from batchgen.engine.pipeline import run_stages
 from batchgen.engine.prepare import check_writable, prepared_reader, remove_leftovers
+from batchgen.engine.recover import find_lost_jobs
 from batchgen.engine.runstate import Counters, DurationEstimate, StopSwitch
 from batchgen.engine.twins import BodyLocks
 from batchgen.lifecycle import Lifecycle
 from batchgen.manifest.reader import ManifestReader
-from batchgen.output.inventory import from_images, from_results, holds_results
+from batchgen.output.inventory import (
+    earliest_activity,
+    from_images,
+    from_results,
+    holds_results,
+)
 from batchgen.store import lock
 from batchgen.store.db import Database
 from batchgen.store.items import ItemStore
@@ -52,21 +59,26 @@ async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
         await anyio.to_thread.run_sync(remove_leftovers, cfg.out)
         db = await Database.open(cfg.state_dir / "state.db")
         try:
-            await _rebuild_if_lost(db, cfg, clock)
+            lost_since = await _rebuild_if_lost(db, cfg, clock)
             return await _run_locked(cfg, clock, reader, ItemStore(db), digest,
-                                     handle_signals)
+                                     handle_signals, lost_since)
         finally:
             await db.aclose()
 
 
 async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, items: ItemStore,
-                      digest: str, handle_signals: bool) -> dict[str, Any]:
+                      digest: str, handle_signals: bool,
+                      lost_since: float | None) -> dict[str, Any]:
     started = clock.wall()
+    if cfg.submit_until_wall is not None and cfg.submit_until_wall <= started:
+        log.warning("the submit deadline passed %.0f s ago: nothing new is submitted; jobs "
+                    "begun earlier are finished", started - cfg.submit_until_wall,
+                    extra={"event": "run.deadline_passed"})
     before = await last_manifest(items.db)
     if before is not None and not await anyio.to_thread.run_sync(_same_file, before,
                                                                  cfg.manifest):
-        log.warning("%s was last run with %s; its items stay in the store and are counted "
-                    "as not in this manifest", cfg.out, before,
+        log.warning("%s was last run with %s: items of the store that %s does not list "
+                    "are counted as not in the manifest", cfg.out, before, cfg.manifest,
                     extra={"event": "run.other_manifest"})
     items.run_id = await start_run(items.db, manifest=str(cfg.manifest),
                                    manifest_hash=digest, options=options_of(cfg),
@@ -86,13 +98,20 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
                             rng=rng, cfg=cfg),
                 life=Lifecycle(items.transition, counters, clock),
                 gate=Gate(stop=StopSwitch(), clock=clock, limiter=limiter,
-                          budget=Budget(cfg.max_cost, price=await items.last_price()),
+                          budget=Budget(cfg.max_cost, paid=await items.paid_jobs(WINDOW)),
                           deadline_wall=cfg.submit_until_wall),
                 estimate=DurationEstimate(cfg.poll_first_s),
             )
+            if lost_since is not None:
+                found = await find_lost_jobs(ctx, reader, lost_since)
+                log.warning("%d items of the manifest match jobs the lost checkpoint may have "
+                            "held: looked up in the history before anything is paid",
+                            found, extra={"event": "run.lost_jobs"})
             # A resumed run that skipped validation learns the total from the store.
             total = reader.requests or sum((await items.counts()).values())
             await run_stages(ctx, reader, total=total, handle_signals=handle_signals)
+            if not ctx.stop.interrupted:
+                await count_duplicates(ctx)
     except BaseException as exc:
         failure = first_cause(exc)
         if failure is exc:
@@ -108,11 +127,12 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
     return summary
 
 
-async def _rebuild_if_lost(db: Database, cfg: RunConfig, clock: Clock) -> None:
+async def _rebuild_if_lost(db: Database, cfg: RunConfig, clock: Clock) -> float | None:
     """An OUT with finished work but an empty checkpoint (removed, or a 0-byte file):
-    the checkpoint is rebuilt from results.jsonl and the images, and said so."""
+    the checkpoint is rebuilt from results.jsonl and the images, and said so. Returns
+    OUT's earliest activity then (jobs since may be on the account), else None."""
     if not await is_empty(db) or not await anyio.to_thread.run_sync(holds_results, cfg.out):
-        return
+        return None
     lines = await anyio.to_thread.run_sync(lambda: list(from_results(cfg.out)))
     from_lines = await restore(db, lines, clock.wall())
     known = {found.id.lower() for found in lines}
@@ -122,6 +142,7 @@ async def _rebuild_if_lost(db: Database, cfg: RunConfig, clock: Clock) -> None:
                 "from the records in the images; none of them is paid for again",
                 cfg.state_dir / "state.db", from_lines, from_files,
                 extra={"event": "run.checkpoint_rebuilt"})
+    return await anyio.to_thread.run_sync(earliest_activity, cfg.out) or clock.wall()
 
 
 def _same_file(before: str, manifest: Path) -> bool:

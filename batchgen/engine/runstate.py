@@ -13,6 +13,7 @@ import anyio
 
 from batchgen.api.results import Metrics
 from batchgen.errors import BatchgenError
+from batchgen.manifest.item import Item
 
 T = TypeVar("T")
 
@@ -109,6 +110,7 @@ class Counters:
     retried: int = 0
     changed: int = 0  # finished items regenerated because their parameters changed
     changed_kept: int = 0  # ... and kept as they were (--keep-changed)
+    changed_in_flight: int = 0  # ... whose job was in flight: done as sent, redone next run
     polls: int = 0
     result_fetches: int = 0
     rate_limited: int = 0
@@ -124,6 +126,10 @@ class Counters:
     remaining_at: float = float("-inf")
     errors: Counter[str] = field(default_factory=Counter)
     refused_models: dict[str, str] = field(default_factory=dict)
+    # In-doubt items sent again, with their first intent (engine.duplicates looks).
+    resent: list[tuple[Item, float]] = field(default_factory=list)
+    duplicates_found: int = 0
+    duplicate_credits: float = 0.0
     queue_times: Reservoir = field(default_factory=Reservoir)
     inference_times: Reservoir = field(default_factory=Reservoir)
 

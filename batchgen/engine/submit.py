@@ -46,7 +46,7 @@ async def submit(ctx: JobContext, item: Item) -> tuple[Submitted, Reservation] |
             await ctx.life.fire("failed", item, message=f"model refused earlier: {refusal}",
                                 error_class="model_refused")
             return None
-        reservation = await ctx.gate.enter(item.samples)
+        reservation = await ctx.gate.enter(item)
         if reservation is None:
             return None
         outcome = await _post(ctx, item, attempt=attempt, elapsed_s=ctx.clock.now() - started)
@@ -68,7 +68,9 @@ async def submit(ctx: JobContext, item: Item) -> tuple[Submitted, Reservation] |
 async def _post(ctx: JobContext, item: Item, *, attempt: int, elapsed_s: float) -> Next:
     """One POST: the job, "doubt", a delay before trying again, or None (it ended here)."""
     life = ctx.life
-    async with ctx.twins.hold(item):
+    async with ctx.gate.first_of(item.model), ctx.twins.posting(item):
+        if item.model in ctx.counters.refused_models:
+            return 0.0  # refused while this one waited: the loop fails it unsent
         await life.fire("intend", item, intent_at=ctx.clock.wall())
         try:
             submitted = await ctx.calls.post(item)
@@ -97,6 +99,7 @@ async def _post(ctx: JobContext, item: Item, *, attempt: int, elapsed_s: float) 
             await life.fire("rejected", item, posts=1, message=str(exc), error_class=kind)
             return None
         ctx.gate.reached(True)
+        ctx.gate.proven(item.model)
         await life.fire("accepted", item, posts=1, request_id=submitted.request_id,
                         status_url=submitted.status_url, response_url=submitted.response_url,
                         submitted_at=ctx.clock.wall())

@@ -1,8 +1,9 @@
 """Identical items (same model, same body) cannot be told apart in the account history.
 
 A job found there for an in-doubt submit could be the one an identical item's POST is
-creating at this moment; adopting it would leave two items on one job. So a POST and a
-history look-up of the same body never overlap: each holds the body's lock. Claims are
+creating at this moment; adopting it would leave two items on one job. So a history
+look-up of a body waits until no POST of that body is on the wire, and holds new ones
+back while it looks; POSTs of identical items go out side by side otherwise. Claims are
 then exact: the store lets one request id belong to one item only, so N identical
 in-doubt items and k matching jobs end as min(N, k) adoptions.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import anyio
 
@@ -25,25 +27,71 @@ def body_key(item: Item) -> str:
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+@dataclass(slots=True)
+class _Body:
+    posting: int = 0  # POSTs on the wire
+    waiting: int = 0  # POSTs and look-ups waiting for their turn
+    lookups: int = 0  # look-ups waiting: they go before new POSTs, so none starves
+    looking: bool = False
+    changed: anyio.Event = field(default_factory=anyio.Event)
+
+    async def wait(self) -> None:
+        self.waiting += 1
+        try:
+            await self.changed.wait()
+        finally:
+            self.waiting -= 1
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    @property
+    def idle(self) -> bool:
+        return not (self.posting or self.waiting or self.lookups or self.looking)
+
+
 class BodyLocks:
-    """One lock per body in use; a lock is dropped when its last holder leaves."""
+    """Per body: many POSTs at once, or one look-up alone."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[anyio.Lock, int]] = {}
+        self._bodies: dict[str, _Body] = {}
 
     @asynccontextmanager
-    async def hold(self, item: Item) -> AsyncIterator[None]:
+    async def posting(self, item: Item) -> AsyncIterator[None]:
         key = body_key(item)
-        lock, users = self._locks.get(key, (None, 0))
-        if lock is None:
-            lock = anyio.Lock()
-        self._locks[key] = (lock, users + 1)
+        body = self._bodies.setdefault(key, _Body())
         try:
-            async with lock:
+            while body.lookups or body.looking:
+                await body.wait()
+            body.posting += 1
+            try:
                 yield
+            finally:
+                body.posting -= 1
         finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
+            self._leave(key, body)
+
+    @asynccontextmanager
+    async def looking(self, item: Item) -> AsyncIterator[None]:
+        key = body_key(item)
+        body = self._bodies.setdefault(key, _Body())
+        body.lookups += 1
+        acquired = False
+        try:
+            while body.looking or body.posting:
+                await body.wait()
+            body.lookups -= 1
+            acquired = body.looking = True
+            yield
+        finally:
+            if acquired:
+                body.looking = False
             else:
-                self._locks[key] = (lock, users - 1)
+                body.lookups -= 1
+            self._leave(key, body)
+
+    def _leave(self, key: str, body: _Body) -> None:
+        body.notify()
+        if body.idle:
+            self._bodies.pop(key, None)

@@ -46,6 +46,14 @@ def holds_results(out: Path) -> bool:
         else False
 
 
+def earliest_activity(out: Path) -> float | None:
+    """The oldest modification time among OUT's results and images (epoch seconds)."""
+    times = [path.stat().st_mtime for path in (out / "results.jsonl",) if path.is_file()]
+    times += [path.stat().st_mtime for path in image_files([out / "images"])] \
+        if (out / "images").is_dir() else []
+    return min(times) if times else None
+
+
 def from_results(out: Path) -> Iterator[Finished]:
     """The lines of ``results.jsonl``; unreadable lines are skipped with a warning."""
     path = out / "results.jsonl"

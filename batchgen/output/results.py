@@ -78,14 +78,17 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
 
 class ResultsLog:
     """Appends finished items to ``results.jsonl`` while a run goes on, for people who
-    watch it; lines go out in batches, one worker-thread call each. The file is rewritten
-    from the store at the end of the run, so a line lost in a crash costs nothing."""
+    watch it (and for a checkpoint rebuilt after a crash): lines go out in batches of
+    ``BATCH`` or every ``EVERY_S`` seconds, one worker-thread call each. The file is
+    rewritten from the store at the end of the run."""
 
     BATCH = 64
+    EVERY_S = 1.0
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lines: list[str] = []
+        self._last = anyio.current_time()
 
     async def __aenter__(self) -> ResultsLog:
         return self
@@ -96,11 +99,12 @@ class ResultsLog:
 
     async def append(self, value: dict[str, Any]) -> None:
         self._lines.append(dumps_line(value))
-        if len(self._lines) >= self.BATCH:
+        if len(self._lines) >= self.BATCH or anyio.current_time() - self._last >= self.EVERY_S:
             await self._write()
 
     async def _write(self) -> None:
         lines, self._lines = self._lines, []
+        self._last = anyio.current_time()
         if lines:
             await anyio.to_thread.run_sync(self._append_lines, lines)
 

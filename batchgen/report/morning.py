@@ -63,6 +63,14 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_WARNINGS = {
+    "download": "# its job was paid for and its output is lost: running it again pays "
+                "again\n",
+    "in_doubt": "# its submit may have created a job: --retry-failed in this OUT looks in "
+                "the history first; running it elsewhere may pay twice\n",
+}
+
+
 def failed_lines(row: FailedRow) -> str:
     """The comment line and the item line of one failed item."""
     group = error_group(row.error_class)
@@ -72,8 +80,7 @@ def failed_lines(row: FailedRow) -> str:
     first = {"prompt": row.params["prompt"]} if "prompt" in row.params else {}
     item = {"id": row.id, "model": row.model, **first, **row.params}
     text = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
-    paid = ("# its job was paid for and its output is lost: running it again pays again\n"
-            if row.error_class == "download" else "")
+    paid = _WARNINGS.get(row.error_class or "", "")
     return f"# {label}: {message}\n{paid}{text}\n"
 
 
@@ -147,7 +154,9 @@ def _seconds(value: Any) -> str:
 
 def _known(value: Any) -> str:
     """A figure as a person reads it: ``unknown`` rather than ``None``."""
-    return "unknown" if value is None else f"{value}"
+    if value is None:
+        return "unknown"
+    return f"{value + 0.0}" if isinstance(value, float) else f"{value}"  # never "-0.0"
 
 
 def report_text(report: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 from batchgen.config import DEFAULT_START_RPM
 from batchgen.lifecycle import COMPLETED, FAILED, FETCHED, PENDING, STARTED
 from batchgen.manifest.item import Item
-from batchgen.report.prices import DESCRIPTIONS, NO_UNITS, PriceModel, Units, add, units_of
+from batchgen.prices import DESCRIPTIONS, NO_UNITS, PriceModel, Units, add, units_of
 from batchgen.store.planning import PlanStore, Stored
 
 CHUNK = 1024

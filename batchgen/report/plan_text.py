@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from batchgen.prices import DESCRIPTIONS
 from batchgen.report.eta import format_duration
 from batchgen.report.plan import SOURCES
-from batchgen.report.prices import DESCRIPTIONS
 
 
 def _credits(value: float) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from batchgen.lifecycle import COMPLETED, STARTED, Event, Outcome, State
+from batchgen.lifecycle import COMPLETED, OUTCOME_UNKNOWN, PAID, STARTED, Event, Outcome, State
 from batchgen.manifest.ids import canonical_json
 from batchgen.manifest.item import Item
 from batchgen.store.db import MAX_PARAMS, Database
@@ -23,6 +24,8 @@ _COLUMNS = frozenset((
     "intent_at", "submitted_at", "submits", "in_doubt", "resubmits", "job_failures",
     "last_error", "error_class", "result", "files", "cost", "updated_at", "seen_run",
 ))
+_PAID_STATES = sorted(state.value for state in PAID)
+_PAID_MARKS = ",".join("?" * len(_PAID_STATES))
 _COUNTERS = frozenset(("submits", "in_doubt", "resubmits", "job_failures"))
 
 
@@ -197,26 +200,39 @@ class ItemStore:
         result: set[str] = await self.db.read(query)
         return result
 
+    async def claimed_bodies(self) -> Counter[tuple[str, str]]:
+        """How many items of each (model, body) hold a request id."""
+        rows = await self.db.read(lambda conn: conn.execute(
+            "SELECT model, body, COUNT(*) FROM items WHERE request_id IS NOT NULL"
+            " GROUP BY model, body").fetchall())
+        return Counter({(model, body): n for model, body, n in rows})
+
+    async def unsettled_twins(self, item: Item) -> int:
+        """Other items with ``item``'s model and body whose submit outcome is unknown."""
+        unknown = sorted(state.value for state in OUTCOME_UNKNOWN)
+        row = await self.db.read(lambda conn: conn.execute(
+            "SELECT COUNT(*) FROM items WHERE model = ? AND body = ? AND id != ?"
+            f" AND state IN ({','.join('?' * len(unknown))})",
+            (item.model, canonical_json(item.params), item.id, *unknown)).fetchone())
+        return int(row[0])
+
     async def started(self) -> int:
         """How many items are begun and not finished (they need this run's attention)."""
         return int(await self.db.read(lambda conn: conn.execute(
             f"SELECT COUNT(*) FROM items WHERE state IN ({','.join('?' * len(STARTED))})",
             [s.value for s in STARTED]).fetchone()[0]))
 
-    async def last_price(self) -> float | None:
-        """Cost per image of the most recently finished priced job, if any."""
+    async def paid_jobs(self, limit: int) -> list[tuple[str, dict[str, Any], float]]:
+        """(model, params, cost) of the most recently paid jobs that reported a cost."""
 
-        def query(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(
-                "SELECT cost, body FROM items WHERE state = ? AND cost IS NOT NULL"
-                " ORDER BY updated_at DESC LIMIT 1", (COMPLETED.value,)).fetchone()
-            if row is None:
-                return None
-            samples = json.loads(row["body"]).get("samples", 1)
-            count = samples if isinstance(samples, int) and samples > 0 else 1
-            return float(row["cost"]) / count
+        def query(conn: sqlite3.Connection) -> list[tuple[str, dict[str, Any], float]]:
+            rows = conn.execute(
+                f"SELECT model, body, cost FROM items WHERE state IN ({_PAID_MARKS})"
+                " AND cost IS NOT NULL ORDER BY updated_at DESC LIMIT ?",
+                [*_PAID_STATES, limit]).fetchall()
+            return [(row[0], json.loads(row[1]), float(row[2])) for row in reversed(rows)]
 
-        result: float | None = await self.db.read(query)
+        result: list[tuple[str, dict[str, Any], float]] = await self.db.read(query)
         return result
 
     async def counts(self) -> dict[str, int]:
@@ -230,4 +246,9 @@ class ItemStore:
         row = await self.db.read(lambda conn: conn.execute(
             "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(submits), 0),"
             " COALESCE(SUM(in_doubt), 0), COALESCE(SUM(resubmits), 0) FROM items").fetchone())
-        return {"cost": row[0], "submits": row[1], "in_doubt": row[2], "resubmits": row[3]}
+        # Duplicate charges of earlier runs live in their summaries (engine.duplicates).
+        earlier = await self.db.read(lambda conn: conn.execute(
+            "SELECT COALESCE(SUM(json_extract(summary, '$.credits.duplicates')), 0)"
+            " FROM runs WHERE json_valid(summary)").fetchone()[0])
+        return {"cost": row[0] + float(earlier or 0.0), "submits": row[1],
+                "in_doubt": row[2], "resubmits": row[3]}
