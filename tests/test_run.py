@@ -250,3 +250,19 @@ async def test_max_cost_is_per_run(local_server: StartServer, tmp_path: Path) ->
     assert second["credits"]["spent_this_run"] <= 0.025
     assert second["stop_reason"] == "max_cost"
     assert second["exit_code"] == 0
+
+
+async def test_a_limited_run_stops_reading_the_manifest(local_server: StartServer,
+                                                        tmp_path: Path) -> None:
+    """--max-items 5 on a 5,000-line manifest reads no further than it needs: the store
+    holds a chunk or two, and the summary still counts the whole manifest as pending."""
+    from stores import records
+
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.jsonl", "".join(
+        json.dumps({"prompt": f"prompt {n}"}) + "\n" for n in range(5000)))
+    summary = await run(server, manifest, tmp_path / "out", max_items=5)
+    assert summary["items"]["in_manifest"] == 5000
+    assert summary["items"]["completed"] == 5
+    assert summary["items"]["pending"] == 4995
+    assert len(await records(tmp_path / "out" / ".batchgen" / "state.db")) <= 2048

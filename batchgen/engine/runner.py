@@ -84,6 +84,8 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
                                    manifest_hash=digest, options=options_of(cfg),
                                    now=started, pid=os.getpid())
     ctx: JobContext | None = None
+    # The validation pass counted the whole manifest; a run stopped early reads less.
+    validated = reader.requests
     failure: BaseException | None = None
     summary: dict[str, Any] = {}
     try:
@@ -123,7 +125,8 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
         if ctx is not None:
             with anyio.CancelScope(shield=True), signals_held(handle_signals):
                 summary = await finish(ctx, run_id=items.run_id, started=started,
-                                       manifest_items=reader.requests, failure=failure)
+                                       manifest_items=max(validated, reader.requests),
+                                       failure=failure)
     return summary
 
 
