@@ -13,14 +13,15 @@ from dataclasses import replace
 
 from batchgen.manifest.idset import IdSet
 from batchgen.manifest.item import Item
-from batchgen.manifest.yamlnodes import Report
+from batchgen.manifest.sources import Report
 
 
 class Claims:
     """The ids of one pass; ``claim`` gives an item its id or reports why it cannot."""
 
-    def __init__(self, report: Report) -> None:
-        self.ids = IdSet()
+    def __init__(self, report: Report, expected: int = 0) -> None:
+        # Sized for the ids expected (and some sample names): growing re-inserts them all.
+        self.ids = IdSet(capacity=max(1024, expected + expected // 8))
         self.report = report
 
     def claim(self, item: Item, numbered: bool) -> Item | None:
@@ -49,14 +50,19 @@ class Claims:
             self.report(item.line, item.id, "id",
                         f"duplicate id or image name, ignoring case{where}", file=item.file)
             return None
-        if claimed.samples > 1:
-            for k in range(1, claimed.samples + 1):
-                stem = f"{claimed.id}-{k}"
-                taken = self.ids.add(stem.lower(), item.line)
-                if taken is not None:
-                    where = f" on line {taken}" if taken else ""
-                    self.report(item.line, claimed.id, "id",
-                                f"its image {stem}.png would have the name of the item "
-                                f"with id {stem!r}{where}", file=item.file)
-                    return None
+        if claimed.samples > 1 and not self.claim_samples(claimed.id, claimed.samples,
+                                                          item.line, item.file):
+            return None
         return claimed
+
+    def claim_samples(self, item_id: str, samples: int, line: int | None, file: str) -> bool:
+        """Claim the image names ``<id>-<k>`` of an item; False (reported) if one is taken."""
+        for k in range(1, samples + 1):
+            stem = f"{item_id}-{k}"
+            taken = self.ids.add(stem.lower(), line)
+            if taken is not None:
+                where = f" on line {taken}" if taken else ""
+                self.report(line, item_id, "id", f"its image {stem}.png would have the name "
+                            f"of the item with id {stem!r}{where}", file=file)
+                return False
+        return True

@@ -30,7 +30,7 @@ from batchgen.manifest.ids import (
 from batchgen.manifest.item import Item
 from batchgen.manifest.modes import ExpandMode, parse_expand
 from batchgen.manifest.schema import ModelSchema, did_you_mean, known_models, schema_for
-from batchgen.manifest.sources import Entry
+from batchgen.manifest.sources import Entry, Report
 from batchgen.manifest.templates import (
     TEMPLATE_FIELDS,
     Issue,
@@ -38,7 +38,6 @@ from batchgen.manifest.templates import (
     Templates,
     is_template,
 )
-from batchgen.manifest.yamlnodes import Report
 
 _MISSING: Any = object()
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from batchgen.manifest.ids import MODEL_PATTERN
 from batchgen.manifest.modes import EXPAND_ALL, ExpandMode, Order, parse_expand, parse_order
 from batchgen.manifest.schema import DEFAULT_MODEL
+from batchgen.manifest.sources import Report
 from batchgen.manifest.sweep import Sweep
-from batchgen.manifest.yamlnodes import Report, duplicate_keys, key_lines, value_nodes
+from batchgen.manifest.yamlnodes import duplicate_keys, key_lines, value_nodes
+
+if TYPE_CHECKING:
+    import yaml
 
 TOP_LEVEL_KEYS = ("model", "defaults", "matrix", "zip", "expand", "order", "wildcards",
                   "items", "items_file")

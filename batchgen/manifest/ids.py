@@ -18,7 +18,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 ID_REGEX = r"\A(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z"
 MODEL_PATTERN = ID_PATTERN
 # Slugs keep ASCII letters and digits; every other byte of the UTF-8 text separates words.
-_SLUG_BYTES = bytes(c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(256))
+SLUG_BYTES = bytes(c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(256))
+_ASCII_SLUG_BYTES = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256)).translate(SLUG_BYTES)
 
 # Built once: json.dumps() with options builds a new encoder on every call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -47,13 +48,26 @@ def id_from_body(body: str, params: Mapping[str, Any]) -> str:
 def id_from_bytes(body: bytes, prompt: Any) -> str:
     """A slug of the prompt and a short hash of the body."""
     digest = hashlib.blake2b(body, digest_size=6).hexdigest()
-    slug = slug_of(prompt[:64])[:32].rstrip("-") if isinstance(prompt, str) else ""
-    return f"{slug}-{digest}" if slug else digest
+    slug = prompt_slug(prompt) if isinstance(prompt, str) else ""
+    return slug + "-" + digest if slug else digest
+
+
+def prompt_slug(prompt: str) -> str:
+    """The slug a derived id starts with: ``slug_of`` the first 64 characters, cut to 32.
+
+    In bytes until the end, with ASCII text lowercased by the same table that keeps
+    letters and digits: this runs once per line of a million-line manifest.
+    """
+    if prompt.isascii():
+        words = prompt[:64].encode().translate(_ASCII_SLUG_BYTES).split()
+    else:  # str.lower() knows more than ASCII (the Kelvin sign is a k)
+        words = prompt[:64].lower().encode().translate(SLUG_BYTES).split()
+    return b"-".join(words)[:32].rstrip(b"-").decode()
 
 
 def slug_of(text: str) -> str:
     """Lowercase ASCII words of ``text`` joined by '-': "A Fox!" gives "a-fox"."""
-    return "-".join(text.lower().encode().translate(_SLUG_BYTES).decode("ascii").split())
+    return "-".join(text.lower().encode().translate(SLUG_BYTES).decode("ascii").split())
 
 
 def expansion_id(base: str, combo: Mapping[str, Any]) -> str:

@@ -1,37 +1,54 @@
 """JSONL manifests: one item per line, streamed; a million lines are never held at once.
 
 Blank lines and lines starting with ``#`` are skipped; a UTF-8 byte order mark before
-the first line is allowed. Each line is handed on as an ``Entry`` to be checked.
+the first line is allowed. A line that the fast lane (``fastlane.py``) admits is an item
+at once; any other is decoded and handed on as an ``Entry`` to be checked in full.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from batchgen.manifest.files import MAX_LINE_BYTES, UnreadableFile, lines, open_regular
-from batchgen.manifest.sources import Entry, Read
-from batchgen.manifest.yamlnodes import Report
+from batchgen.manifest.fastlane import FastLane
+from batchgen.manifest.files import MAX_LINE_BYTES, UnreadableFile, line_batches, open_regular
+from batchgen.manifest.sources import Entry, Read, Report
+
+Lane = Callable[[str], FastLane | None]
 
 
-def jsonl_entries(path: Path, name: str, report: Report, *, from_line: int | None = None
-                  ) -> Iterator[Read]:
-    """Entries of a JSONL file; ``from_line`` is the YAML line naming it (items_file)."""
+def jsonl_entries(path: Path, name: str, report: Report, *, from_line: int | None = None,
+                  lane: Lane | None = None) -> Iterator[Read]:
+    """Entries of a JSONL file; ``from_line`` is the YAML line naming it (items_file).
+
+    Admitted lines come as ``Fast`` records instead of entries.
+    """
     try:
         handle = open_regular(path)
     except UnreadableFile as exc:
         report(from_line, None, "items_file" if from_line else None, str(exc))
         return
+    fast = lane(name) if lane is not None else None
+    read = fast.read if fast is not None else _no_lane
     with handle:
-        for number, raw in lines(handle):
-            if raw is None:
-                report(number, None, None, f"line longer than {MAX_LINE_BYTES >> 20} MB",
-                       file=name)
-                continue
-            entry = _entry(raw, number, name, report)
-            if entry is not None:
-                yield entry
+        for batch in line_batches(handle):
+            for number, raw in batch:
+                if raw is None:
+                    report(number, None, None,
+                           f"line longer than {MAX_LINE_BYTES >> 20} MB", file=name)
+                    continue
+                ready = read(raw, number)
+                if ready is not None:
+                    yield ready
+                    continue
+                entry = _entry(raw, number, name, report)
+                if entry is not None:
+                    yield entry
+
+
+def _no_lane(raw: bytes, line: int) -> None:
+    return None
 
 
 def _entry(raw: bytes, number: int, name: str, report: Report) -> Entry | None:

@@ -28,16 +28,17 @@ from pathlib import Path
 from batchgen.errors import Problem
 from batchgen.manifest.claims import Claims
 from batchgen.manifest.expansion import Candidate, Expander, Plan
+from batchgen.manifest.fastlane import FastLane
 from batchgen.manifest.files import JSONL_SUFFIXES as JSONL_SUFFIXES  # for the engine
-from batchgen.manifest.files import manifest_format
+from batchgen.manifest.files import estimate_lines, manifest_format
 from batchgen.manifest.header import WILDCARDS_DIR, Header
 from batchgen.manifest.item import Item
 from batchgen.manifest.jsonl import jsonl_entries
 from batchgen.manifest.order import breadth_first
+from batchgen.manifest.schema import schema_for
 from batchgen.manifest.sources import Entry, Read
 from batchgen.manifest.templates import Templates
 from batchgen.manifest.wildcards import WildcardFolder
-from batchgen.manifest.yamlfile import yaml_entries
 
 # Documented in README "Templates": the most items one entry may expand to.
 DEFAULT_MAX_EXPANSIONS = 1_000_000
@@ -128,32 +129,58 @@ class ManifestReader:
 
     def check(self) -> bool:
         """Run one full pass in manifest order; True when the manifest is valid."""
-        for _ in self._manifest_order():
+        for _ in self._manifest_order(make=False):
             pass
         return self.valid
 
     # -- passes ----------------------------------------------------------------------
 
-    def _manifest_order(self) -> Generator[Item, None, None]:
+    def _manifest_order(self, *, make: bool = True) -> Generator[Item, None, None]:
+        """One pass in manifest order; ``make=False`` checks and counts, yielding nothing."""
         self._reset()
-        claims = Claims(self._problem)
+        jsonl = manifest_format(self.path) == "jsonl"
+        claims = Claims(self._problem, estimate_lines(self.path) if jsonl else 0)
         header = self._header
-        for got in self._entries(fast=True):
-            self.entries += 1
-            if isinstance(got, tuple):
-                claimed = claims.claim(*got)
-                if claimed is not None and header.ok:
-                    self._count(claimed)
-                    yield claimed
-                continue
-            expander = self._expander or self._start()
-            plan = expander.open(got)
-            for candidate in expander.candidates(plan):
-                made = expander.item(plan, candidate)
-                claimed = claims.claim(*made) if made is not None else None
-                if claimed is not None and header.ok:
-                    self._count(claimed)
-                    yield claimed
+        add = claims.ids.add
+        # Lines of the fast lane are counted here and added up at the end of the pass:
+        # this loop runs once per line of a million-line manifest.
+        fast_model, requests, images, entries = "", 0, 0, 0
+        try:
+            for got in self._entries(fast=True):
+                entries += 1
+                if isinstance(got, tuple):  # a line of the fast lane
+                    lane, line, item_id, derived, samples, _ = got
+                    # Derived ids are lowercase already.
+                    first = add(item_id if derived else item_id.lower(), line)
+                    if first is None:
+                        if samples > 1 and not claims.claim_samples(item_id, samples, line,
+                                                                    lane.file):
+                            continue
+                        claimed: Item | None = lane.item(got) if make else None
+                    else:
+                        claimed = claims.settle(lane.item(got), derived, first)
+                        if claimed is None:
+                            continue
+                    if header.ok:
+                        fast_model = lane.model
+                        requests += 1
+                        images += samples
+                        if claimed is not None:
+                            yield claimed
+                    continue
+                expander = self._expander or self._start()
+                plan = expander.open(got)
+                for candidate in expander.candidates(plan):
+                    made = expander.item(plan, candidate)
+                    claimed = claims.claim(*made) if made is not None else None
+                    if claimed is not None and header.ok:
+                        self._count(claimed.model, 1, claimed.samples)
+                        if make:
+                            yield claimed
+        finally:
+            self.entries += entries
+            if requests:
+                self._count(fast_model, requests, images)
         if self.entries == 0 and self.errors == 0:
             self._problem(None, None, None, "the manifest has no items")
 
@@ -187,27 +214,39 @@ class ManifestReader:
         if self.announce is not None and combinations >= ANNOUNCE_FROM and not self._quiet:
             self.announce(f"{self.name}: the sweep makes {combinations:,} combinations "
                           "of each item")
+            self.announce = None  # said once, not again on the next pass
         return self._expander
 
-    def _count(self, item: Item) -> None:
-        counts = self.counts.get(item.model)
+    def _count(self, model: str, requests: int, images: int) -> None:
+        counts = self.counts.get(model)
         if counts is None:
-            counts = self.counts[item.model] = ModelCounts()
-        counts.requests += 1
-        counts.images += item.samples
+            counts = self.counts[model] = ModelCounts()
+        counts.requests += requests
+        counts.images += images
 
     # -- reading ---------------------------------------------------------------------
 
     def _entries(self, *, fast: bool) -> Iterator[Read]:
-        del fast
+        """The entries of the manifest (a function, not a generator: one step less a line)."""
+        lane = self._lane if fast else None
         if manifest_format(self.path) == "jsonl":
-            yield from jsonl_entries(self.path, self.name, self._problem)
-            return
-        yield from yaml_entries(
+            return jsonl_entries(self.path, self.name, self._problem, lane=lane)
+        from batchgen.manifest.yamlfile import yaml_entries  # PyYAML: only for YAML
+
+        return yaml_entries(
             self.path, self.name, self._problem, self._header, base=self.base,
             max_expansions=self.max_expansions,
             items_file=lambda path, line: jsonl_entries(path, str(path), self._problem,
-                                                        from_line=line))
+                                                        from_line=line, lane=lane))
+
+    def _lane(self, name: str) -> FastLane | None:
+        """The fast lane for a JSONL file, when the header leaves its lines as written."""
+        header = self._header
+        schema = schema_for(header.model)
+        if (not header.ok or header.sweep.keys or self.allow_unknown_params
+                or not FastLane.admits(schema, header.defaults)):
+            return None
+        return FastLane(schema, header.defaults, name)
 
     # -- problems --------------------------------------------------------------------
 

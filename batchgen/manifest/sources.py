@@ -8,9 +8,17 @@ content.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
-from batchgen.manifest.item import Item
+if TYPE_CHECKING:
+    from batchgen.manifest.fastlane import FastLane
+
+
+class Report(Protocol):
+    """Where a problem goes: line, item, field, message, severity, file."""
+
+    def __call__(self, line: int | None, item: str | None, fld: str | None, message: str,
+                 severity: str = "error", file: str | None = None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -24,6 +32,10 @@ class Entry:
     ok: bool = True  # False when reading it already found an error (a key set twice)
 
 
-# What a source gives: an entry to check, or an item the fast lane already checked,
-# with whether its id was derived.
-Read: TypeAlias = Entry | tuple[Item, bool]
+# A JSONL line the fast lane found valid: (lane, line, id, whether the id was derived,
+# samples, the decoded struct); its item is made only when taken (``FastLane.item``).
+# A plain tuple: it is made once per line of a million-line manifest.
+Fast: TypeAlias = "tuple[FastLane, int, str, bool, int, Any]"
+
+# What a source gives: an entry to check, or a line the fast lane already checked.
+Read: TypeAlias = "Entry | Fast"

@@ -23,8 +23,8 @@ from batchgen.manifest.files import (
 from batchgen.manifest.header import TOP_LEVEL_KEYS, Header, read_header
 from batchgen.manifest.ids import kind_of
 from batchgen.manifest.schema import did_you_mean
-from batchgen.manifest.sources import Entry, Read
-from batchgen.manifest.yamlnodes import Report, duplicate_keys, key_lines, line_of, value_nodes
+from batchgen.manifest.sources import Entry, Read, Report
+from batchgen.manifest.yamlnodes import duplicate_keys, key_lines, line_of, value_nodes
 
 # A YAML document is held whole, with a node per value: past this, JSONL is the way.
 MAX_YAML_BYTES = 256 << 20

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-import yaml
+from batchgen.manifest.sources import Report
 
-
-class Report(Protocol):
-    """Where a problem goes: line, item, field, message, severity, file."""
-
-    def __call__(self, line: int | None, item: str | None, fld: str | None, message: str,
-                 severity: str = "error", file: str | None = None) -> None: ...
+if TYPE_CHECKING:
+    import yaml
 
 
 def duplicate_keys(node: yaml.Node | None, label: str | None, prefix: str,
                    report: Report) -> bool:
     """Report keys set twice in one YAML mapping (the loader keeps the last silently)."""
+    import yaml  # loaded only for YAML manifests
+
     if not isinstance(node, yaml.MappingNode):
         return False
     found = False
@@ -38,12 +36,16 @@ def line_of(node: yaml.Node | None) -> int | None:
 
 
 def key_lines(node: yaml.Node | None) -> dict[str, int]:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         return {}
     return {str(key.value): key.start_mark.line + 1 for key, _ in node.value}
 
 
 def value_nodes(node: yaml.Node | None) -> dict[str, yaml.Node]:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         return {}
     return {str(key.value): value for key, value in node.value}
