@@ -97,3 +97,16 @@ def test_broken_json_lines_say_which_suffix_to_use(tmp_path: Path) -> None:
     path = manifest(tmp_path, '{"prompt": "a",}\n{"prompt": "b"}\n', "prompts.txt")
     _, reader = read(path)
     assert "name the file .jsonl or .ndjson" in only_error(reader).message
+
+
+def test_wildcard_files_are_listed_for_a_digest(tmp_path: Path) -> None:
+    """The files a JSONL beside wildcards/ may read are listed, subfolders and all."""
+    from test_templates import wildcards_folder
+
+    from batchgen.manifest.files import wildcard_files
+
+    assert wildcard_files(tmp_path / "wildcards") == []
+    folder = wildcards_folder(tmp_path, {"b.txt": "x\n", "people/a.txt": "y\n",
+                                         "notes.md": "z\n", ".hidden/c.txt": "w\n"})
+    assert [p.relative_to(folder).as_posix() for p in wildcard_files(folder)] == [
+        "b.txt", "people/a.txt"]

@@ -107,6 +107,20 @@ def line_batches(handle: BinaryIO) -> Iterator[list[tuple[int, bytes | None]]]:
         yield [(number + 1, None if too_long else pending)]
 
 
+def wildcard_files(root: Path) -> list[Path]:
+    """The wildcard files (``*.txt``) under ``root``, walked as dynamicprompts walks it.
+
+    ``wildcard_files(manifest.parent / "wildcards")`` are all the other files a JSONL
+    manifest can read (it has no header to name others): a digest that should know the
+    manifest again must cover them too.
+    """
+    found: list[Path] = []
+    for current, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        found.extend(Path(current) / n for n in sorted(names) if n.endswith(".txt"))
+    return found
+
+
 def estimate_lines(path: Path) -> int:
     """About how many lines ``path`` has, from the length of those in its first block."""
     try:

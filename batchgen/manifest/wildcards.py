@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,8 @@ from batchgen.manifest.files import (
     UnreadableFile,
     first_long_line,
     read_regular,
+    wildcard_files,
 )
-
-SUFFIX = ".txt"
 
 
 class NoWildcardValues(LookupError):
@@ -107,17 +105,9 @@ def _manager_class() -> type:
 
 
 def _scan(root: Path) -> dict[str, WildcardFile]:
-    """Every ``.txt`` file under ``root``, as the library would walk it."""
-    found: dict[str, WildcardFile] = {}
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        for file_name in sorted(names):
-            if not file_name.endswith(SUFFIX):
-                continue
-            path = Path(folder) / file_name
-            name = path.relative_to(root).with_suffix("").as_posix()
-            found[name] = _read(name, path)
-    return found
+    """Every wildcard file under ``root``, by name (its path without ``.txt``)."""
+    return {name: _read(name, path) for path in wildcard_files(root)
+            if (name := path.relative_to(root).with_suffix("").as_posix())}
 
 
 def _read(name: str, path: Path) -> WildcardFile:
