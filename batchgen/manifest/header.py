@@ -45,12 +45,6 @@ class Header:
     # reports everything, but none is yielded.
     ok: bool = True
 
-    @property
-    def trivial(self) -> bool:
-        """True when the header changes nothing in an item as written."""
-        return (self.model == DEFAULT_MODEL and not self.defaults and not self.sweep.keys
-                and self.expand == EXPAND_ALL)
-
 
 Fail = Callable[..., None]
 
@@ -97,11 +91,10 @@ def read_header(document: dict[Any, Any], node: yaml.MappingNode, report: Report
         else:
             header.expand = mode
     if "order" in document:
-        order = parse_order(document["order"])
-        if order not in ("manifest", "breadth-first"):
-            fail("order", order)
-        else:
-            header.order = order  # type: ignore[assignment]  # narrowed by the test above
+        try:
+            header.order = parse_order(document["order"])
+        except ValueError as exc:
+            fail("order", str(exc))
     if "wildcards" in document:
         _read_wildcards(document["wildcards"], base, header, fail)
 

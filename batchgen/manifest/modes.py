@@ -58,11 +58,11 @@ def parse_expand(value: Any, max_expansions: int) -> ExpandMode | str:
     return ExpandMode("random", count, seed)
 
 
-def parse_order(value: Any) -> Order | str:
-    """The order ``value`` names, or why it names none."""
+def parse_order(value: Any) -> Order:
+    """The order ``value`` names; ValueError (with the message) when it names none."""
     if value == "manifest":
         return "manifest"
     if value == "breadth-first":
         return "breadth-first"
     hint = did_you_mean(value, ORDERS) if isinstance(value, str) else ""
-    return f"must be manifest or breadth-first, got {value!r}{hint}"
+    raise ValueError(f"must be manifest or breadth-first, got {value!r}{hint}")

@@ -19,7 +19,6 @@ Opener = Callable[[], Iterator[T]]
 
 # Open expansions kept between passes: past this, entries are re-read each pass.
 LIVE_ENTRIES = 4096
-_DONE = object()
 
 
 def breadth_first(read: Callable[[], Iterable[Opener[T]]], *,
@@ -34,14 +33,14 @@ def breadth_first(read: Callable[[], Iterable[Opener[T]]], *,
     for index, opener in enumerate(read()):
         more.append(0)
         items = opener()
-        first = next(items, _DONE)
-        if first is _DONE:
+        first = _take(items)
+        if not first:
             continue
-        yield first  # type: ignore[misc]  # not _DONE
+        yield first[0]
         if len(live) < live_limit:
             live[index] = items
         else:
-            more[index] = _has_more(items)
+            more[index] = bool(_take(items))
     for depth in itertools.count(1):
         if not live and more.find(1) < 0:
             return
@@ -53,22 +52,21 @@ def breadth_first(read: Callable[[], Iterable[Opener[T]]], *,
                 yield from _advance_live(live, index)
             elif more[index]:
                 items = opener()
-                nth = next(itertools.islice(items, depth, None), _DONE)
-                if nth is _DONE:
-                    more[index] = 0
-                    continue
-                yield nth  # type: ignore[misc]  # not _DONE
-                more[index] = _has_more(items)
+                nth = _take(itertools.islice(items, depth, None))
+                more[index] = bool(nth) and bool(_take(items))
+                if nth:
+                    yield nth[0]
 
 
 def _advance_live(live: dict[int, Iterator[T]], only: int | None = None) -> Iterator[T]:
     for index in [only] if only is not None else list(live):
-        item = next(live[index], _DONE)
-        if item is _DONE:
-            del live[index]
+        item = _take(live[index])
+        if item:
+            yield item[0]
         else:
-            yield item  # type: ignore[misc]  # not _DONE
+            del live[index]
 
 
-def _has_more(items: Iterator[object]) -> int:
-    return 0 if next(items, _DONE) is _DONE else 1
+def _take(items: Iterator[T]) -> list[T]:
+    """The next item, in a list (empty when there is none): items may be anything."""
+    return list(itertools.islice(items, 1))
