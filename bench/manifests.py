@@ -2,7 +2,9 @@
 
 - validate: ``batchgen validate`` of the 1M-line JSONL of "scale", against a bare
   ``json.loads`` pass over the same file (``bench/anchors/json_loads.py``), each as its
-  own process, alternated and the fastest of three runs taken (the machine is shared).
+  own process, alternated and the fastest of three runs taken (the machine is shared);
+  and the same two timed inside one process (``bench/validate_inprocess.py``), which
+  leaves out the start-up of the ``batchgen`` command.
 - sweep: peak RSS of ``batchgen validate`` and of ``batchgen expand`` (a validation
   pass, then every item written out) on a one-million-combination ``matrix:`` and on a
   template expanding to a million items; and the time a ten-million-combination matrix
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -50,12 +53,17 @@ def validate(sz: Sizes, work: Path) -> list[Row]:
                              work / "validate-batchgen.log"))
     floor = min(m.wall_s for m in anchor)
     best = min(m.wall_s for m in mine)
+    inside = json.loads(subprocess.run(
+        [sys.executable, "-m", "bench.validate_inprocess", str(manifest), "--runs", str(RUNS)],
+        check=True, capture_output=True, text=True, cwd=h.ROOT).stdout)
     lines = f"{sz.scale_lines:,} lines"
     return [
         row("validate", "json_loads", f"wall s ({lines})", floor),
         row("validate", "batchgen", f"wall s ({lines})", best),
         row("validate", "batchgen/json_loads", "validate time / json.loads time", best / floor,
             "<= 2", best / floor <= 2),
+        row("validate", "batchgen/json_loads", "the same in one process (no start-up)",
+            inside["check_s"] / inside["json_loads_s"]),
         row("validate", "batchgen", "peak RSS MB", max(m.rss_mb for m in mine)),
     ]
 
