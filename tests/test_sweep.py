@@ -159,3 +159,13 @@ def test_round_robin_with_few_or_many_open_entries(live_limit: int) -> None:
     assert got == [(0, 0), (2, 0), (3, 0), (4, 0), (0, 1), (3, 1), (4, 1), (0, 2), (3, 2),
                    (3, 3)]
     assert reads == (1 if live_limit >= 4 else 4)
+
+
+def test_bad_zip_value_is_reported_on_its_line_once(tmp_path: Path) -> None:
+    """A bad value in a zip list is one error on that list's line; other pairs are kept."""
+    text = "zip:\n  seed: [1, 2]\n  samples: [1, 9]\nitems: [a, b]\n"
+    items, reader = read(manifest(tmp_path, text))
+    problem = only_error(reader)
+    assert (problem.line, problem.field) == (3, "samples")
+    assert "(from zip)" in problem.message
+    assert [(i.params["prompt"], i.params["seed"]) for i in items] == [("a", 1), ("b", 1)]

@@ -92,7 +92,8 @@ class Expander:
             if why:
                 self._own(plan, "id", why)
                 plan.ok = False
-            plan.explicit_id = explicit if not why else label
+            else:
+                plan.explicit_id = explicit
         if model is not header.model and (not isinstance(model, str)
                                           or not MODEL_PATTERN.fullmatch(model)):
             if model != "":  # "" is a broken manifest-level model, already reported
@@ -110,7 +111,8 @@ class Expander:
                 plan.mode = mode
         for key in header.sweep.keys:
             if key in own:
-                self._own(plan, key, "set on the item and swept by matrix: the matrix "
+                section = "matrix" if key in header.sweep.matrix else "zip"
+                self._own(plan, key, f"set on the item and swept by {section}: the {section} "
                           "values are used", "warning")
         return plan
 
@@ -230,7 +232,8 @@ class Expander:
         header, entry = self.header, plan.entry
         if fld in candidate.combo:
             line, shared = header.sweep_lines.get(fld), True
-            message = f"{message} (from matrix)"
+            section = "matrix" if fld in header.sweep.matrix else "zip"
+            message = f"{message} (from {section})"
         elif fld in plan.own:
             line, shared = entry.field_lines.get(fld, entry.line), False
         elif fld in header.defaults:
