@@ -24,7 +24,8 @@ MAX_LINE_BYTES = 1 << 20
 # A wildcard file is read whole (the library keeps its lines in memory).
 MAX_WILDCARD_BYTES = 16 << 20
 
-_BLOCK = 1 << 16  # small enough that a pass never holds much of the file
+# Small enough that a pass never holds much of the file, and below MAX_LINE_BYTES.
+_BLOCK = 1 << 16
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -72,15 +73,17 @@ def read_regular(path: Path, limit: int) -> bytes:
 
 def lines(handle: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
     """(number, line without its newline); the line is None when past MAX_LINE_BYTES."""
-    for batch in line_batches(handle):
-        yield from batch
+    for first, batch in line_batches(handle):
+        yield from enumerate(batch, first)
 
 
-def line_batches(handle: BinaryIO) -> Iterator[list[tuple[int, bytes | None]]]:
-    """The lines of ``handle`` as ``lines`` gives them, a block's worth at a time.
+def line_batches(handle: BinaryIO) -> Iterator[tuple[int, list[bytes | None]]]:
+    """The lines of ``handle`` as ``lines`` gives them, a block at a time, with the
+    number of the first.
 
     Read in blocks and split in C, and handed over in lists: a generator step per line
-    is a tenth of a million-line validation.
+    is a tenth of a million-line validation. Only a line that began in an earlier block
+    can be past the cap (a block is smaller), so only those are measured.
     """
     number = 0
     pending = b""  # the start of a line whose end is in a later block
@@ -93,18 +96,17 @@ def line_batches(handle: BinaryIO) -> Iterator[list[tuple[int, bytes | None]]]:
                 parts[0] = None  # the end of the long line
                 too_long = False
             elif pending:
-                parts[0] = pending + (parts[0] or b"")
+                joined = pending + (parts[0] or b"")
+                parts[0] = joined if len(joined) <= MAX_LINE_BYTES else None
             pending = b""
-            first = number + 1
+            yield number + 1, parts
             number += len(parts)
-            yield [(n, line if line is None or len(line) <= MAX_LINE_BYTES else None)
-                   for n, line in enumerate(parts, first)]
         if not too_long:
             pending += tail
             if len(pending) > MAX_LINE_BYTES:
                 too_long, pending = True, b""
     if pending or too_long:
-        yield [(number + 1, None if too_long else pending)]
+        yield number + 1, [None if too_long else pending]
 
 
 def wildcard_files(root: Path) -> list[Path]:

@@ -32,8 +32,8 @@ def jsonl_entries(path: Path, name: str, report: Report, *, from_line: int | Non
     fast = lane(name) if lane is not None else None
     read = fast.read if fast is not None else _no_lane
     with handle:
-        for batch in line_batches(handle):
-            for number, raw in batch:
+        for first, batch in line_batches(handle):
+            for number, raw in enumerate(batch, first):
                 if raw is None:
                     report(number, None, None,
                            f"line longer than {MAX_LINE_BYTES >> 20} MB", file=name)
