@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import robustness, scenarios
+from bench import manifests, robustness, scenarios
 from bench.scenarios import FULL, QUICK, Row, Sizes
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -34,6 +34,8 @@ SEQUENTIAL: dict[str, Scenario] = {
     "faults": robustness.faults,
     "crash": robustness.crash_loop,
     "scale": robustness.scale,
+    "validate": manifests.validate,
+    "sweep": manifests.sweep,
 }
 TIMED: dict[str, Scenario] = {
     "rate": lambda sz, work: scenarios.rate(sz, work, discover=False),

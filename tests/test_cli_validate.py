@@ -9,8 +9,8 @@ import pytest
 
 from batchgen.cli import MAX_PROBLEMS_SHOWN, main
 
-JSON_KEYS = {"manifest", "valid", "entries", "requests", "images", "models", "errors",
-             "warnings", "problems"}
+JSON_KEYS = {"manifest", "valid", "entries", "items", "requests", "images", "models",
+             "errors", "warnings", "problems"}
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -26,7 +26,8 @@ def test_valid_manifest_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "sd1.5-epicrealism: 2 requests, 4 images" in out
-    assert f"{path}: valid: 1 entries, 2 requests, 4 images; 0 errors, 0 warnings" in out
+    assert (f"{path}: valid: 1 entries expand to 2 items (2 requests, 4 images); 0 errors, "
+            "0 warnings") in out
 
 
 def test_invalid_manifest_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

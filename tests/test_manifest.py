@@ -105,10 +105,10 @@ def test_top_level_list_of_items(tmp_path: Path) -> None:
 
 
 def test_demo_manifest(tmp_path: Path) -> None:
-    """jobs/demo.yaml is valid: 4 prompts x 3 seeds, one with 2 samples."""
+    """jobs/demo.yaml is valid: 4 prompts and 2 template draws x 3 seeds, 2 samples once."""
     items, reader = read(REPO / "jobs" / "demo.yaml")
     assert reader.valid and reader.problems == []
-    assert (reader.entries, reader.requests, reader.images) == (4, 12, 15)
+    assert (reader.entries, reader.requests, reader.images) == (5, 18, 21)
     assert "red-dress.seed-101" in {i.id for i in items}
 
 

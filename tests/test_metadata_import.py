@@ -136,7 +136,7 @@ def test_unreadable_files_are_listed_not_fatal(tmp_path: Path,
     for name, why in (("notes.png", "not a PNG, JPEG or WebP"), ("cut.png", "cut off"),
                       ("plain.png", "no parameters"), ("gone.png", "No such file")):
         assert any(name in line and why in line for line in err.splitlines()), (name, err)
-    assert len(list(ManifestReader(str(target)).items())) == 12
+    assert len(list(ManifestReader(str(target)).items())) == 18  # jobs/demo.yaml: 18 requests
 
 
 def test_nothing_to_import_exits_1_and_writes_nothing(tmp_path: Path) -> None:

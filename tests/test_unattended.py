@@ -62,7 +62,7 @@ def test_cron_line_runs_and_resumes(tmp_path: Path) -> None:
     log = (home / "logs" / "nightly.log").read_text()
     assert log.count("batchgen exit 0") == 2
     summary = json.loads((home / "out" / "nightly" / "summary.json").read_text())
-    assert summary["this_run"]["skipped_done"] == 12
+    assert summary["this_run"]["skipped_done"] == 18
     assert (home / "out" / "nightly" / "gallery.html").exists()
 
 
@@ -82,7 +82,7 @@ def test_systemd_exec_start_runs(tmp_path: Path) -> None:
     args = shlex.split(localize(exec_start(), home))
     done = subprocess.run(args, cwd=home, timeout=120, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert len((home / "out" / "nightly" / "results.jsonl").read_text().splitlines()) == 12
+    assert len((home / "out" / "nightly" / "results.jsonl").read_text().splitlines()) == 18
 
 
 async def test_run_writes_reports_and_gallery(local_server: StartServer, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from batchgen import errors
 from batchgen._version import __version__
-from batchgen.cli import images, plan, run, serve, status, validate
+from batchgen.cli import expand, images, plan, run, serve, status, validate
 from batchgen.cli.exits import exit_code_for
 from batchgen.cli.output import complain
 from batchgen.cli.parsing import ArgumentsError, Parser, add_common, wants_json
@@ -22,7 +22,7 @@ from batchgen.report.logs import LogFormat, fields, setup_logging
 
 log = logging.getLogger("batchgen.cli")
 
-COMMANDS = (validate, plan, run, status, images, serve)
+COMMANDS = (validate, expand, plan, run, status, images, serve)
 
 # The event of a JSON log line for an error that ended the command, most specific first.
 ERROR_EVENTS: tuple[tuple[type[BaseException], str], ...] = (

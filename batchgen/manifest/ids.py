@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from typing import Any
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_SLUG_JUNK = re.compile(r"[^a-z0-9]+")
+# The same rule as one regular expression, ".." excluded, for typed decoding.
+ID_REGEX = r"\A(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z"
+MODEL_PATTERN = ID_PATTERN
+# Slugs keep ASCII letters and digits; every other byte of the UTF-8 text separates words.
+SLUG_BYTES = bytes(c if 48 <= c <= 57 or 97 <= c <= 122 else 32 for c in range(256))
+_ASCII_SLUG_BYTES = bytes(c + 32 if 65 <= c <= 90 else c for c in range(256)).translate(SLUG_BYTES)
 
 # Built once: json.dumps() with options builds a new encoder on every call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -36,11 +41,33 @@ def derived_id(model: str, params: Mapping[str, Any]) -> str:
 
 
 def id_from_body(body: str, params: Mapping[str, Any]) -> str:
-    digest = hashlib.blake2b(body.encode(), digest_size=6).hexdigest()
-    prompt = params.get("prompt")
-    words = _SLUG_JUNK.sub("-", prompt[:64].lower()).strip("-") if isinstance(prompt, str) else ""
-    slug = words[:32].rstrip("-")
-    return f"{slug}-{digest}" if slug else digest
+    """The derived id of a request body (``canonical_json`` of model and params)."""
+    return id_from_bytes(body.encode(), params.get("prompt"))
+
+
+def id_from_bytes(body: bytes, prompt: Any) -> str:
+    """A slug of the prompt and a short hash of the body."""
+    digest = hashlib.blake2b(body, digest_size=6).hexdigest()
+    slug = prompt_slug(prompt) if isinstance(prompt, str) else ""
+    return slug + "-" + digest if slug else digest
+
+
+def prompt_slug(prompt: str) -> str:
+    """The slug a derived id starts with: ``slug_of`` the first 64 characters, cut to 32.
+
+    In bytes until the end, with ASCII text lowercased by the same table that keeps
+    letters and digits: this runs once per line of a million-line manifest.
+    """
+    if prompt.isascii():
+        words = prompt[:64].encode().translate(_ASCII_SLUG_BYTES).split()
+    else:  # str.lower() knows more than ASCII (the Kelvin sign is a k)
+        words = prompt[:64].lower().encode().translate(SLUG_BYTES).split()
+    return b"-".join(words)[:32].rstrip(b"-").decode()
+
+
+def slug_of(text: str) -> str:
+    """Lowercase ASCII words of ``text`` joined by '-': "A Fox!" gives "a-fox"."""
+    return "-".join(text.lower().encode().translate(SLUG_BYTES).decode("ascii").split())
 
 
 def expansion_id(base: str, combo: Mapping[str, Any]) -> str:
@@ -57,7 +84,29 @@ def expansion_id(base: str, combo: Mapping[str, Any]) -> str:
     digest = hashlib.blake2b(
         canonical_json([base, combo]).encode(), digest_size=4
     ).hexdigest()
-    return f"{base[:118]}.m{digest}"
+    return f"{base[:118].rstrip('.')}.m{digest}"
+
+
+def template_id(base: str, texts: Mapping[str, str], fixed: frozenset[str]) -> str:
+    """The id of one template expansion of an item whose own id is ``base``.
+
+    ``base.<words>-<hash>``: the words the expansion chose (those not in the template's
+    own text ``fixed``), then a hash of the expanded texts. It depends on nothing but
+    what this item expanded to, so editing one wildcard line renames only the items
+    that drew that line.
+    """
+    digest = hashlib.blake2b(canonical_json(texts).encode(), digest_size=4).hexdigest()
+    words = dict.fromkeys(w for text in texts.values() for w in slug_of(text).split("-")
+                          if w and w not in fixed)
+    slug = ""
+    for word in words:  # whole words, up to a length an eye takes in
+        if slug and len(slug) + 1 + len(word) > 32:
+            break
+        slug = f"{slug}-{word}" if slug else word[:32]
+    candidate = f"{base}.{slug}-{digest}" if slug else f"{base}.{digest}"
+    if len(candidate) <= 128:
+        return candidate
+    return f"{base[:128 - len(digest) - 2].rstrip('.')}.t{digest}"
 
 
 def id_problem(value: Any) -> str | None:

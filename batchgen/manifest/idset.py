@@ -15,11 +15,10 @@ from __future__ import annotations
 from array import array
 
 _EMPTY = 0
-_MASK64 = (1 << 64) - 1
 
 
 def _digest(key: str) -> int:
-    return (hash(key) & _MASK64) or 1  # 0 marks an empty slot
+    return hash(key) or 1  # 0 marks an empty slot (repeated inline in add)
 
 
 class IdSet:
@@ -27,32 +26,31 @@ class IdSet:
 
     def __init__(self, capacity: int = 1024) -> None:
         size = 1
-        while size < capacity * 2:
+        while _limit(size) < capacity:
             size *= 2
-        self._keys = array("Q", bytes(8 * size))
+        self._keys = array("q", bytes(8 * size))
         self._lines = array("I", bytes(4 * size))
         self._count = 0
+        self._limit = _limit(size)
 
     def __len__(self) -> int:
         return self._count
 
     def add(self, key: str, line: int | None = None) -> int | None:
         """Add ``key``; return None if it is new, else the line it was first seen on."""
-        digest = _digest(key)
+        digest = hash(key) or 1  # 0 marks an empty slot
         keys = self._keys
         mask = len(keys) - 1
         slot = digest & mask
         # Linear probing, inlined: this runs once per item of a million-line manifest.
-        while (found := keys[slot]) != _EMPTY:
+        while found := keys[slot]:
             if found == digest:
                 return self._lines[slot]
             slot = (slot + 1) & mask
         keys[slot] = digest
         self._lines[slot] = line or 0
         self._count += 1
-        # Grow past 70% full: linear probing stays short there, and a million ids plus
-        # their sample names fit in 2**21 slots (24 MB) instead of 2**22.
-        if self._count * 10 > len(self._keys) * 7:
+        if self._count > self._limit:
             self._grow()
         return None
 
@@ -69,12 +67,24 @@ class IdSet:
         return slot
 
     def _grow(self) -> None:
+        # Four times larger while small, so that a million ids are re-inserted a third
+        # as often; twice past 2**20 slots, so that the table ends no larger than needed.
         old_keys, old_lines = self._keys, self._lines
-        size = len(old_keys) * 2
-        self._keys = array("Q", bytes(8 * size))
-        self._lines = array("I", bytes(4 * size))
+        size = len(old_keys) * (4 if len(old_keys) < 1 << 20 else 2)
+        keys = self._keys = array("q", bytes(8 * size))
+        lines = self._lines = array("I", bytes(4 * size))
+        self._limit = _limit(size)
+        mask = size - 1
         for digest, line in zip(old_keys, old_lines, strict=True):
-            if digest != _EMPTY:
-                slot = self._find(digest)
-                self._keys[slot] = digest
-                self._lines[slot] = line
+            if digest:
+                slot = digest & mask
+                while keys[slot]:
+                    slot = (slot + 1) & mask
+                keys[slot] = digest
+                lines[slot] = line
+
+
+def _limit(size: int) -> int:
+    # Grow past 70% full: linear probing stays short there, and a million ids plus
+    # their sample names fit in 2**21 slots (24 MB) instead of 2**22.
+    return size * 7 // 10

@@ -1,43 +1,49 @@
 """Read, expand and validate manifests (YAML or JSONL) into work items.
 
 An item's parameters are the model defaults, overlaid by the manifest's ``defaults``,
-overlaid by the item's own keys, then expanded over ``matrix`` (one item per
-combination). JSONL is streamed line by line, so a million-line manifest is never held
-in memory; only a YAML ``items:`` list is loaded at once.
+overlaid by the item's own keys, then expanded over the sweep (``matrix`` and ``zip``)
+and over its templates (``prompt``, ``negative_prompt``): one item per combination.
+Everything is lazy: JSONL is streamed line by line and combinations are made as they
+are needed, so a million lines or a million combinations are never held in memory.
 
 Reading never raises on bad content: every problem is recorded with file, line, item
 and field, all in one pass. Only valid items are yielded, and none at all when the
-header (model, defaults, matrix) is broken; an item-level error elsewhere does not stop
-the other items, so a caller must check ``valid`` after the pass before acting on them.
+header is broken; an item-level error elsewhere does not stop the other items, so a
+caller must check ``valid`` after the pass before acting on them. (In breadth-first
+order nothing is yielded from an invalid manifest: that order starts with a full pass.)
 
-Ids: an explicit id is kept as written (``id.key-value...`` per matrix combination, keys
-sorted); otherwise it is derived from the model and the full parameters, with ``-2``,
-``-3`` ... only on repeats of an identical item. Neither depends on the order of lines.
+Ids: an explicit id is kept as written (``id.<words>-<hash>`` per template expansion,
+``.key-value...`` per sweep combination, keys sorted); otherwise it is derived from the
+model and the full parameters, with ``-2``, ``-3`` ... only on repeats of an identical
+item. Neither depends on the order of lines.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+import functools
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from batchgen.errors import Problem
-from batchgen.manifest.ids import (
-    STRICT_JSON,
-    expansion_id,
-    id_from_body,
-    id_problem,
-    kind_of,
-)
-from batchgen.manifest.idset import IdSet
+from batchgen.manifest.claims import Claims
+from batchgen.manifest.expansion import Candidate, Expander, Plan
+from batchgen.manifest.fastlane import FastLane
+from batchgen.manifest.files import JSONL_SUFFIXES as JSONL_SUFFIXES  # for the engine
+from batchgen.manifest.files import estimate_lines, manifest_format
+from batchgen.manifest.header import WILDCARDS_DIR, Header
 from batchgen.manifest.item import Item
+from batchgen.manifest.jsonl import jsonl_entries
+from batchgen.manifest.order import breadth_first
 from batchgen.manifest.schema import schema_for
-from batchgen.manifest.sources import MODEL_PATTERN, Entry, Header, jsonl_entries, yaml_entries
+from batchgen.manifest.sources import Entry, Read
+from batchgen.manifest.templates import Templates
+from batchgen.manifest.wildcards import WildcardFolder
 
-JSONL_SUFFIXES = (".jsonl", ".ndjson")
-_MISSING: Any = object()
+# Documented in README "Templates": the most items one entry may expand to.
+DEFAULT_MAX_EXPANSIONS = 1_000_000
+# A sweep this large is announced before the pass, which may take a while.
+ANNOUNCE_FROM = 10_000
 
 
 @dataclass(slots=True)
@@ -49,7 +55,13 @@ class ModelCounts:
 
 
 class ManifestReader:
-    """Streams the valid items of one manifest and records every problem on the way."""
+    """Streams the valid items of one manifest and records every problem on the way.
+
+    ``name`` is how problems name the manifest (default: its path) and ``base`` the
+    folder its ``items_file`` and ``wildcards`` are relative to (default: its folder):
+    both matter for a manifest read from standard input. ``announce`` hears, before the
+    items, how many combinations a sweep makes of each item.
+    """
 
     def __init__(
         self,
@@ -57,10 +69,18 @@ class ManifestReader:
         *,
         allow_unknown_params: bool = False,
         keep_problems: int = 1000,
+        max_expansions: int = DEFAULT_MAX_EXPANSIONS,
+        name: str | None = None,
+        base: Path | None = None,
+        announce: Callable[[str], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.name = name or str(self.path)
+        self.base = base or self.path.parent
         self.allow_unknown_params = allow_unknown_params
         self.keep_problems = keep_problems
+        self.max_expansions = max_expansions
+        self.announce = announce
         self._reset()
 
     def _reset(self) -> None:
@@ -69,8 +89,9 @@ class ManifestReader:
         self.warnings = 0
         self.entries = 0
         self.counts: dict[str, ModelCounts] = {}
-        self._seen_shared: set[tuple[int | None, str | None, str]] = set()
         self._header = Header()
+        self._expander: Expander | None = None
+        self._quiet = False
 
     @property
     def valid(self) -> bool:
@@ -85,29 +106,147 @@ class ManifestReader:
     def images(self) -> int:
         return sum(c.images for c in self.counts.values())
 
+    @property
+    def order(self) -> str:
+        """The order of the last pass's header: ``manifest`` or ``breadth-first``."""
+        return self._header.order
+
     def items(self) -> Iterator[Item]:
-        """Yield every valid item; problems land in ``self.problems``. Each call is a new pass."""
+        """Yield every valid item in the manifest's order; each call is a new pass.
+
+        Problems land in ``self.problems``. With ``order: breadth-first`` the first
+        item of every entry comes before the second of any (see ``order.py``).
+        """
+        stream = self._manifest_order()
+        first = next(stream, None)  # reading the first item has read the header
+        if self._header.order == "breadth-first":
+            stream.close()
+            yield from self._breadth_first()
+            return
+        if first is not None:
+            yield first
+            yield from stream
+
+    def check(self) -> bool:
+        """Run one full pass in manifest order; True when the manifest is valid."""
+        for _ in self._manifest_order(make=False):
+            pass
+        return self.valid
+
+    # -- passes ----------------------------------------------------------------------
+
+    def _manifest_order(self, *, make: bool = True) -> Generator[Item, None, None]:
+        """One pass in manifest order; ``make=False`` checks and counts, yielding nothing."""
         self._reset()
-        ids = IdSet()
-        for entry in self._entries():
-            self.entries += 1
-            for proposed, derived in self._expand(entry):
-                # Ids are claimed even when the header is broken, so that duplicates are
-                # reported in the same pass; nothing is yielded from a broken manifest.
-                item = self._claim_id(ids, proposed, derived)
-                if item is not None and self._header.ok:
-                    counts = self.counts.setdefault(item.model, ModelCounts())
-                    counts.requests += 1
-                    counts.images += item.samples
-                    yield item
+        jsonl = manifest_format(self.path) == "jsonl"
+        claims = Claims(self._problem, estimate_lines(self.path) if jsonl else 0)
+        header = self._header
+        add = claims.ids.add
+        # Lines of the fast lane are counted here and added up at the end of the pass:
+        # this loop runs once per line of a million-line manifest.
+        fast_model, requests, images, entries = "", 0, 0, 0
+        try:
+            for got in self._entries(fast=True):
+                entries += 1
+                if isinstance(got, tuple):  # a line of the fast lane
+                    lane, line, item_id, derived, samples, _ = got
+                    # Derived ids are lowercase already.
+                    first = add(item_id if derived else item_id.lower(), line)
+                    if first is None:
+                        if samples > 1 and not claims.claim_samples(item_id, samples, line,
+                                                                    lane.file):
+                            continue
+                        claimed: Item | None = lane.item(got) if make else None
+                    else:
+                        claimed = claims.settle(lane.item(got), derived, first)
+                        if claimed is None:
+                            continue
+                    if header.ok:
+                        fast_model = lane.model
+                        requests += 1
+                        images += samples
+                        if claimed is not None:
+                            yield claimed
+                    continue
+                expander = self._expander or self._start()
+                plan = expander.open(got)
+                for candidate in expander.candidates(plan):
+                    made = expander.item(plan, candidate)
+                    claimed = claims.claim(*made) if made is not None else None
+                    if claimed is not None and header.ok:
+                        self._count(claimed.model, 1, claimed.samples)
+                        if make:
+                            yield claimed
+        finally:
+            self.entries += entries
+            if requests:
+                self._count(fast_model, requests, images)
         if self.entries == 0 and self.errors == 0:
             self._problem(None, None, None, "the manifest has no items")
 
-    def check(self) -> bool:
-        """Run one full pass; True when the manifest is valid."""
-        for _ in self.items():
-            pass
-        return self.valid
+    def _breadth_first(self) -> Iterator[Item]:
+        if not self.check():
+            return
+        self._quiet = True  # the check above reported and counted everything
+        claims = Claims(self._problem)
+        expander = self._expander or self._start()
+
+        def entries() -> Iterator[Callable[[], Iterator[tuple[Plan, Candidate]]]]:
+            for got in self._entries(fast=False):
+                if isinstance(got, Entry):
+                    yield functools.partial(_paired, expander, got)
+
+        for plan, candidate in breadth_first(entries):
+            made = expander.item(plan, candidate)
+            claimed = claims.claim(*made) if made is not None else None
+            if claimed is not None:
+                yield claimed
+
+    def _start(self) -> Expander:
+        """The expander of this pass, once the header is known."""
+        header = self._header
+        folder = header.wildcards or self.base / WILDCARDS_DIR
+        wildcards = WildcardFolder(folder if folder.is_dir() else None)
+        self._expander = Expander(header, Templates(wildcards), self._problem,
+                                  allow_unknown_params=self.allow_unknown_params,
+                                  max_expansions=self.max_expansions)
+        combinations = len(header.sweep)
+        if self.announce is not None and combinations >= ANNOUNCE_FROM and not self._quiet:
+            self.announce(f"{self.name}: the sweep makes {combinations:,} combinations "
+                          "of each item")
+            self.announce = None  # said once, not again on the next pass
+        return self._expander
+
+    def _count(self, model: str, requests: int, images: int) -> None:
+        counts = self.counts.get(model)
+        if counts is None:
+            counts = self.counts[model] = ModelCounts()
+        counts.requests += requests
+        counts.images += images
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _entries(self, *, fast: bool) -> Iterator[Read]:
+        """The entries of the manifest (a function, not a generator: one step less a line)."""
+        lane = self._lane if fast else None
+        if manifest_format(self.path) == "jsonl":
+            return jsonl_entries(self.path, self.name, self._problem, lane=lane)
+        from batchgen.manifest.yamlfile import yaml_entries  # PyYAML: only for YAML
+
+        return yaml_entries(
+            self.path, self.name, self._problem, self._header, base=self.base,
+            max_expansions=self.max_expansions,
+            items_file=lambda path, line: jsonl_entries(path, str(path), self._problem,
+                                                        from_line=line, lane=lane))
+
+    def _lane(self, name: str) -> FastLane | None:
+        """The fast lane for a JSONL file, when the header leaves its lines as written."""
+        header = self._header
+        schema = schema_for(header.model)
+        if (not header.ok or header.sweep.keys or self.allow_unknown_params
+                or not FastLane.admits(schema, header.defaults)):
+            return None
+        return FastLane(schema, header.defaults, name)
 
     # -- problems --------------------------------------------------------------------
 
@@ -120,163 +259,18 @@ class ManifestReader:
         severity: str = "error",
         file: str | None = None,
     ) -> None:
+        if self._quiet:
+            return
         if severity == "error":
             self.errors += 1
         else:
             self.warnings += 1
         if len(self.problems) < self.keep_problems:
-            self.problems.append(
-                Problem(file or str(self.path), line, item, fld, message, severity)
-            )
-
-    # -- reading ---------------------------------------------------------------------
-
-    def _entries(self) -> Iterator[Entry]:
-        if self.path.suffix.lower() in JSONL_SUFFIXES:
-            yield from jsonl_entries(self.path, self._problem)
-        else:
-            yield from yaml_entries(self.path, self._problem, self._header)
-
-    # -- expansion and validation ----------------------------------------------------
-
-    def _expand(self, entry: Entry) -> Iterator[tuple[Item, bool]]:
-        """Valid items of one entry, each with whether its id was derived."""
-        own = entry.fields  # built by the reader for this entry alone: ours to change
-        explicit_id = own.pop("id", _MISSING)
-        model = own.pop("model", self._header.model)
-        has_id = explicit_id is not _MISSING
-        label = explicit_id if isinstance(explicit_id, str) else None
-        ok = entry.ok
-        if has_id:
-            why = id_problem(explicit_id)
-            if why:
-                self._problem(entry.field_lines.get("id", entry.line), label, "id", why,
-                              file=entry.file)
-                ok = False
-        if model is not self._header.model and (
-            not isinstance(model, str) or not MODEL_PATTERN.fullmatch(model)
-        ):
-            if model != "":  # "" is a broken manifest-level model, already reported
-                self._problem(entry.field_lines.get("model", entry.line), label, "model",
-                              f"not a model slug: {model!r}", file=entry.file)
-            ok = False
-        schema = schema_for(model) if isinstance(model, str) else schema_for("")
-        if self._header.matrix:
-            for key in self._header.matrix:
-                if key in own:
-                    self._problem(entry.field_lines.get(key, entry.line), label, key,
-                                  "set on the item and swept by matrix: the matrix values "
-                                  "are used", "warning", file=entry.file)
-        defaults = self._header.defaults
-        # One problem of the item's own is reported once, not once per combination.
-        seen: set[tuple[str, str]] = set()
-        for combo in self._header.combos:
-            params = schema.with_defaults({**defaults, **own, **combo} if defaults or combo
-                                          else own)
-            findings = schema.check(params, allow_unknown=self.allow_unknown_params)
-            item_ok = ok
-            for finding in findings:
-                if finding.severity == "error":
-                    item_ok = False
-            try:
-                body: str | None = STRICT_JSON.encode({"model": model, "params": params})
-            except (TypeError, ValueError):
-                body, item_ok = None, False
-            if findings or body is None:
-                if label is None and body is not None:
-                    label = id_from_body(body, params)
-                for finding in findings:
-                    self._report_finding(entry, label, finding.field, finding.message,
-                                         finding.severity, own, combo, seen)
-                if body is None:
-                    flagged = {f.field for f in findings if f.severity == "error"}
-                    for key, value in params.items():
-                        if key not in flagged and not _is_json(value):
-                            self._report_finding(
-                                entry, label, key,
-                                f"must be JSON data (text, numbers, true/false, null, lists, "
-                                f"mappings), got {kind_of(value)}", "error", own, combo, seen)
-            if not item_ok or body is None:
-                continue
-            if isinstance(explicit_id, str):
-                item_id = expansion_id(explicit_id, combo) if combo else explicit_id
-            else:
-                item_id = id_from_body(body, params)
-            yield Item(item_id, model, params, entry.file, entry.line), not has_id
-
-    def _report_finding(
-        self,
-        entry: Entry,
-        label: str | None,
-        fld: str,
-        message: str,
-        severity: str,
-        own: dict[str, Any],
-        combo: dict[str, Any],
-        seen: set[tuple[str, str]],
-    ) -> None:
-        """Point the finding at the line its value came from; report shared ones once."""
-        if fld in combo:
-            line, shared = self._header.matrix_lines.get(fld), True
-            message = f"{message} (from matrix)"
-        elif fld in own:
-            line, shared = entry.field_lines.get(fld, entry.line), False
-        elif fld in self._header.defaults:
-            line, shared = self._header.default_lines.get(fld), True
-            message = f"{message} (from defaults)"
-        else:
-            line, shared = entry.line, False
-        if shared:
-            key = (line, fld, message)
-            if key in self._seen_shared:
-                return
-            self._seen_shared.add(key)
-            label = None
-        else:
-            if (fld, message) in seen:
-                return
-            seen.add((fld, message))
-        self._problem(line, label, fld, message, severity, file=entry.file if not shared else None)
-
-    def _claim_id(self, ids: IdSet, item: Item, derived: bool) -> Item | None:
-        """The item under an id no other item has, or None (recorded) for a duplicate.
-
-        Ids become file names: ``<id>.png``, or ``<id>-<k>.png`` for several samples. So
-        they are compared ignoring case (Fox and fox are one file on macOS), and the
-        sample names are claimed too (``shot`` with two samples writes ``shot-2.png``,
-        which an item with the id ``shot-2`` would overwrite).
-        """
-        claimed = item
-        first = ids.add(item.id.lower(), item.line)
-        if first is not None and derived:
-            # Identical items repeat: later copies get an occurrence suffix, which depends
-            # only on how many identical copies came before, not on the order of others.
-            for occurrence in itertools.count(2):
-                candidate = f"{item.id}-{occurrence}"
-                if ids.add(candidate.lower(), item.line) is None:
-                    claimed, first = replace(item, id=candidate), None
-                    break
-        if first is not None:
-            where = f" (first used on line {first})" if first else ""
-            self._problem(item.line, item.id, "id",
-                          f"duplicate id or image name, ignoring case{where}", file=item.file)
-            return None
-        if claimed.samples > 1:
-            for k in range(1, claimed.samples + 1):
-                stem = f"{claimed.id}-{k}"
-                taken = ids.add(stem.lower(), item.line)
-                if taken is not None:
-                    where = f" on line {taken}" if taken else ""
-                    self._problem(item.line, claimed.id, "id",
-                                  f"its image {stem}.png would have the name of the item "
-                                  f"with id {stem!r}{where}", file=item.file)
-                    return None
-        return claimed
+            self.problems.append(Problem(file or self.name, line, item, fld, message, severity))
 
 
-def _is_json(value: Any) -> bool:
-    try:
-        STRICT_JSON.encode(value)
-    except (TypeError, ValueError):
-        return False
-    return True
+def _paired(expander: Expander, entry: Entry) -> Iterator[tuple[Plan, Candidate]]:
+    plan = expander.open(entry)
+    for candidate in expander.candidates(plan):
+        yield plan, candidate
+
