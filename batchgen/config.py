@@ -25,6 +25,9 @@ DEFAULT_POLL_FIRST_S = 2.0
 # How long an in-doubt submit's job is looked for in the (possibly lagging) history.
 DEFAULT_HISTORY_WAIT_S = 20.0
 
+# Items one manifest entry may expand to (matrix, zip, templates), at most.
+DEFAULT_MAX_EXPANSIONS = 1_000_000
+
 RateScope = Literal["submits", "all"]
 Policy = Literal["resubmit", "fail"]
 Captions = Literal["none", "txt"]
@@ -54,6 +57,9 @@ class RunConfig:
     # A finished item whose parameters changed in the manifest keeps its old result
     # instead of being generated again.
     keep_changed: bool = False
+    max_expansions: int = DEFAULT_MAX_EXPANSIONS
+    # How messages name the manifest when it is not its path (``-``: "<stdin>").
+    manifest_name: str | None = None
     on_expired: Policy = "resubmit"
     on_in_doubt: Policy = "resubmit"
     history_wait_s: float = DEFAULT_HISTORY_WAIT_S

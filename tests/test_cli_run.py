@@ -160,3 +160,42 @@ def test_run_on_a_missing_manifest(tmp_path: Path, capsys: pytest.CaptureFixture
     missing = tmp_path / "nope.yaml"
     assert cli.main(["run", str(missing), "--local", "-o", str(tmp_path / "out")]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_run_reads_the_manifest_from_stdin(tmp_path: Path) -> None:
+    """`batchgen run - --local` takes JSON lines on standard input, and runs them."""
+    import subprocess
+    import sys
+
+    lines = '{"prompt": "from a pipe"}\n{"prompt": "and another"}\n'
+    done = subprocess.run([sys.executable, "-m", "batchgen", "run", "-", "--local", "-o",
+                           str(tmp_path / "out"), "--no-progress"], input=lines, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert len(results(tmp_path / "out")) == 2
+
+
+async def test_a_wildcard_edit_is_not_taken_for_an_unchanged_manifest(
+    local_server: StartServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A JSONL manifest whose wildcard file changed is validated again on resume (its
+    own bytes are the same, but what it expands to is not)."""
+    from test_run import run
+
+    from batchgen.engine import prepare
+
+    server = await local_server()
+    (tmp_path / "wildcards").mkdir()
+    (tmp_path / "wildcards" / "colour.txt").write_text("red\nblue\n")
+    manifest = write_manifest(tmp_path / "m.jsonl",
+                              '{"prompt": "a {__colour__} door", "expand": "all"}\n')
+    await run(server, manifest, tmp_path / "out")
+    passes: list[Path] = []
+    real = prepare.validate
+    monkeypatch.setattr(prepare, "validate", lambda cfg: passes.append(cfg.manifest) or real(cfg))
+    await run(server, manifest, tmp_path / "out")
+    assert passes == []  # unchanged: not validated twice
+    (tmp_path / "wildcards" / "colour.txt").write_text("red\nblue\ngreen\n")
+    summary = await run(server, manifest, tmp_path / "out")
+    assert passes == [manifest]
+    assert summary["this_run"]["submits"] == 1

@@ -4,6 +4,7 @@ file finished with the exit code."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ from batchgen.cli.parsing import (
     refuse_key_flags,
 )
 from batchgen.config import RunConfig
+from batchgen.manifest.files import spooled_stdin
 from batchgen.report import logs
 from batchgen.report.metrics import MetricsFile
 from batchgen.report.snapshot import from_summary
@@ -41,7 +43,7 @@ def register(sub: Any) -> None:
                          description="Generate every image of a manifest into OUT; the same "
                          "command resumes an interrupted run.")
     add = run.add_argument
-    add("manifest", help="YAML or JSONL manifest")
+    add("manifest", help="YAML or JSONL manifest (- reads standard input)")
     add("-o", "--out", help="output directory (default: out/<manifest name>)")
     add_api_flags(run)
     add("--local", action="store_true",
@@ -88,6 +90,8 @@ def register(sub: Any) -> None:
         "$BATCHGEN_SUMMARY, the morning report on stdin; its failure never fails the run")
     add("--allow-unknown-params", action="store_true",
         help="send parameters the model schema does not know")
+    add("--max-expansions", type=positive_int, default=_DEFAULTS.max_expansions, metavar="N",
+        help="the most items one manifest entry may expand to (matrix, zip, templates)")
     add("--keep-changed", action="store_true", help="keep the result of a finished item "
         "whose parameters changed in the manifest, instead of generating it again")
     add("--no-embed", action="store_true",
@@ -109,7 +113,8 @@ def add_api_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def out_dir(ns: argparse.Namespace) -> Path:
-    return Path(ns.out) if ns.out else Path("out") / Path(ns.manifest).stem
+    stem = "stdin" if ns.manifest == "-" else Path(ns.manifest).stem
+    return Path(ns.out) if ns.out else Path("out") / stem
 
 
 def api_urls(ns: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, str]:
@@ -151,6 +156,7 @@ def run_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         notify_cmd=ns.notify_cmd,
         metrics_file=Path(ns.metrics_file) if ns.metrics_file else None,
         keep_changed=ns.keep_changed,
+        max_expansions=ns.max_expansions,
         embed=not ns.no_embed,
         captions=ns.captions,
     )
@@ -162,12 +168,20 @@ def _options(cfg: RunConfig) -> dict[str, Any]:
 
 
 def command(ns: argparse.Namespace) -> int:
+    if ns.manifest == "-":  # read more than once: spooled to a file for the run's life
+        with spooled_stdin() as path:
+            return _command(argparse.Namespace(**{**vars(ns), "manifest": str(path),
+                                                  "out": str(out_dir(ns))}), "<stdin>")
+    return _command(ns, None)
+
+
+def _command(ns: argparse.Namespace, name: str | None) -> int:
     from batchgen.engine import run as api  # the engine and aiohttp: only for commands that run it
 
     metrics = MetricsFile(Path(ns.metrics_file), out=out_dir(ns)) if ns.metrics_file else None
     try:
         try:
-            cfg = run_config(ns, os.environ)
+            cfg = dataclasses.replace(run_config(ns, os.environ), manifest_name=name)
         except errors.UsageError:
             _manifest_first(ns)  # a bad manifest is the first thing to fix, key or not
             raise

@@ -9,15 +9,26 @@ from pathlib import Path
 
 from batchgen.config import RunConfig
 from batchgen.errors import ManifestError, StoreError, UsageError
-from batchgen.manifest.reader import JSONL_SUFFIXES, ManifestReader
+from batchgen.manifest.files import manifest_format, wildcard_files
+from batchgen.manifest.reader import ManifestReader
 from batchgen.store.runs import validated_with
 
 log = logging.getLogger(__name__)
 
 
+def reader_for(cfg: RunConfig) -> ManifestReader:
+    """The run's manifest reader, named as the user named the manifest."""
+    if cfg.manifest_name is None:
+        return ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params,
+                              max_expansions=cfg.max_expansions)
+    return ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params,
+                          max_expansions=cfg.max_expansions, name=cfg.manifest_name,
+                          base=Path.cwd())
+
+
 def validate(cfg: RunConfig) -> ManifestReader:
     """A full pass over the manifest; raises ManifestError before anything is sent."""
-    reader = ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params)
+    reader = reader_for(cfg)
     if not reader.check():
         errors = [p for p in reader.problems if p.severity == "error"]
         raise ManifestError(errors, total=reader.errors)
@@ -27,12 +38,15 @@ def validate(cfg: RunConfig) -> ManifestReader:
 
 
 def file_hash(path: Path) -> str:
-    """A digest of the manifest's bytes, to know it again on resume."""
+    """A digest of the manifest's bytes and of the wildcard files it can read, to know
+    it again on resume."""
     digest = hashlib.blake2b(digest_size=16)
     try:
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        for part in (path, *wildcard_files(path.parent / "wildcards")):
+            digest.update(str(part.relative_to(path.parent)).encode() + b"\0")
+            with part.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
     except OSError as exc:
         raise UsageError(f"cannot read the manifest {path}: {exc.strerror or exc}") from exc
     return digest.hexdigest()
@@ -45,7 +59,7 @@ def validated_before(cfg: RunConfig, digest: str) -> bool:
     own reading still checks every item). YAML may name an ``items_file`` that its own
     hash does not cover, so YAML is always validated first.
     """
-    if cfg.manifest.suffix.lower() not in JSONL_SUFFIXES:
+    if manifest_format(cfg.manifest) != "jsonl":
         return False
     return any(options.get("allow_unknown_params") == cfg.allow_unknown_params
                for options in validated_with(cfg.state_dir / "state.db", digest))
@@ -55,7 +69,7 @@ def prepared_reader(cfg: RunConfig) -> tuple[ManifestReader, str]:
     """The manifest's reader (validated unless known unchanged) and its digest. Blocking."""
     digest = file_hash(cfg.manifest)
     if validated_before(cfg, digest):
-        return ManifestReader(cfg.manifest, allow_unknown_params=cfg.allow_unknown_params), digest
+        return reader_for(cfg), digest
     return validate(cfg), digest
 
 

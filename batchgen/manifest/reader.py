@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchgen.config import DEFAULT_MAX_EXPANSIONS as DEFAULT_MAX_EXPANSIONS
 from batchgen.errors import Problem
 from batchgen.manifest.claims import Claims
 from batchgen.manifest.expansion import Candidate, Expander, Plan
@@ -41,7 +42,6 @@ from batchgen.manifest.templates import Templates
 from batchgen.manifest.wildcards import WildcardFolder
 
 # Documented in README "Templates": the most items one entry may expand to.
-DEFAULT_MAX_EXPANSIONS = 1_000_000
 # A sweep this large is announced before the pass, which may take a while.
 ANNOUNCE_FROM = 10_000
 
