@@ -87,6 +87,9 @@ async def test_unreachable_api_stops_submitting(tmp_path: Path) -> None:
     assert summary["stop_reason"] == "api_unreachable"
     assert summary["exit_code"] == 1
     assert summary["items"]["pending"] == 6
+    # Attempts are counted apart from submits the API accepted: none reached it.
+    assert summary["this_run"]["submits"] == 0
+    assert summary["this_run"]["submit_attempts"] >= 3
     assert summary["errors_by_cause"] == {"transport": 3}
 
 
