@@ -91,9 +91,16 @@ def remove_leftovers(out: Path) -> int:
     """Delete the temporary files a killed run left in OUT and OUT/images. Blocking."""
     removed = 0
     for folder in (out, out / "images"):
-        for leftover in folder.glob(".tmp-*"):
-            leftover.unlink(missing_ok=True)
-            removed += 1
+        # scandir, not glob: glob lists the whole folder first (a million images, 300 MB).
+        try:
+            entries = os.scandir(folder)
+        except FileNotFoundError:
+            continue
+        with entries:
+            for entry in entries:
+                if entry.name.startswith(".tmp-"):
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
     if removed:
         log.info("removed %d temporary files left by an earlier run", removed,
                  extra={"event": "run.leftovers"})

@@ -105,6 +105,7 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
                 estimate=DurationEstimate(cfg.poll_first_s),
             )
             if lost_since is not None:
+                counters.rebuilt = True
                 found = await find_lost_jobs(ctx, reader, lost_since)
                 log.warning("%d items of the manifest match jobs the lost checkpoint may have "
                             "held: looked up in the history before anything is paid",

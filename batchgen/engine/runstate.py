@@ -110,6 +110,7 @@ class Counters:
     retried: int = 0
     changed: int = 0  # finished items regenerated because their parameters changed
     changed_kept: int = 0  # ... and kept as they were (--keep-changed)
+    rebuilt: bool = False  # the checkpoint was rebuilt from OUT's files at the start
     changed_in_flight: int = 0  # ... whose job was in flight: done as sent, redone next run
     polls: int = 0
     result_fetches: int = 0

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchgen.metadata.importer import image_files, read_texts
+from batchgen.metadata.importer import IMAGE_SUFFIXES, image_files, read_texts
 from batchgen.metadata.record import RECORD_KEY, read_record
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,12 @@ def holds_results(out: Path) -> bool:
     results = out / "results.jsonl"
     if results.is_file() and results.stat().st_size > 0:
         return True
-    return any(True for _ in image_files([out / "images"])) if (out / "images").is_dir() \
-        else False
+    try:
+        with os.scandir(out / "images") as entries:  # the first image will do
+            return any(os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+                       for entry in entries)
+    except OSError:
+        return False
 
 
 def earliest_activity(out: Path) -> float | None:

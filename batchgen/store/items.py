@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from batchgen.lifecycle import COMPLETED, OUTCOME_UNKNOWN, PAID, STARTED, Event, Outcome, State
 from batchgen.manifest.ids import canonical_json
@@ -26,6 +28,7 @@ _COLUMNS = frozenset((
 ))
 _PAID_STATES = sorted(state.value for state in PAID)
 _PAID_MARKS = ",".join("?" * len(_PAID_STATES))
+_decode: Callable[[str], Any] = msgspec.json.Decoder().decode
 _COUNTERS = frozenset(("submits", "in_doubt", "resubmits", "job_failures"))
 
 
@@ -55,16 +58,18 @@ class ItemRecord:
 
 
 def record_of(row: sqlite3.Row) -> ItemRecord:
+    # msgspec decodes JSON into the same plain values as json.loads, about twice as fast:
+    # a resume reads back a million rows.
     return ItemRecord(
-        id=row["id"], model=row["model"], params=json.loads(row["body"]), line=row["line"],
+        id=row["id"], model=row["model"], params=_decode(row["body"]), line=row["line"],
         state=State(row["state"]), request_id=row["request_id"],
         status_url=row["status_url"], response_url=row["response_url"],
         intent_at=row["intent_at"], submitted_at=row["submitted_at"],
         submits=row["submits"], in_doubt=row["in_doubt"], resubmits=row["resubmits"],
         job_failures=row["job_failures"], last_error=row["last_error"],
         error_class=row["error_class"],
-        result=json.loads(row["result"]) if row["result"] else None,
-        files=json.loads(row["files"]) if row["files"] else None,
+        result=_decode(row["result"]) if row["result"] else None,
+        files=_decode(row["files"]) if row["files"] else None,
         cost=row["cost"],
     )
 
