@@ -303,3 +303,21 @@ async def test_leftover_temporary_files_are_removed(local_server: StartServer,
     await run(server, manifest, out)
     assert not any(path.exists() for path in stale)
     assert list((out / "images").glob(".tmp-*")) == []
+
+
+async def test_a_resume_that_changes_nothing_leaves_the_files_alone(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """A resume with nothing to do does not rewrite results.jsonl, metadata.jsonl or the
+    gallery (a million lines each, on a big OUT); one that delivers something does."""
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", "items: [one, two]\n")
+    out = tmp_path / "out"
+    await run(server, manifest, out)
+    files = [out / "results.jsonl", out / "images" / "metadata.jsonl", out / "gallery.html"]
+    before = [path.stat().st_ino for path in files]
+    await run(server, manifest, out)
+    assert [path.stat().st_ino for path in files] == before
+    (out / results(out)[0]["files"][0]["path"]).unlink()
+    await run(server, manifest, out)
+    assert all(path.stat().st_ino != ino for path, ino in zip(files, before, strict=True))
