@@ -13,6 +13,7 @@ together do not poll together.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,23 +30,27 @@ class PollPlan:
     """When to poll a job whose time is known: the first poll when ``first_quantile`` of
     recent jobs had finished, then every ``step_share`` of the median job time, each
     step ``growth`` times the last. Before any job time is known: at ``poll_first_s``,
-    then steps of ``unknown_step_share`` of it, growing by BACKOFF."""
+    then steps of ``unknown_step_share`` of it, growing by BACKOFF up to
+    ``unknown_cap_share`` of it (so a job re-plans soon after the first one ends)."""
 
     first_quantile: float
     step_share: float
     growth: float
     unknown_step_share: float
+    unknown_cap_share: float
 
 
 # Polls free (``--rate-scope submits``): detect promptly. The first poll at the median
 # finds half the jobs done; the rest are found within a tenth of a job time, so the
 # median detection delay stays under a tenth of the job time, for about 2.5 polls a job
 # when job times spread +-50% (fewer when they spread less).
-PROMPT = PollPlan(first_quantile=0.5, step_share=0.1, growth=1.0, unknown_step_share=0.25)
+PROMPT = PollPlan(first_quantile=0.5, step_share=0.1, growth=1.0, unknown_step_share=0.25,
+                  unknown_cap_share=1.0)
 # Polls counted (``--rate-scope all``): every poll takes a permit a submit could use, so
 # the first poll waits until most jobs are done and later steps widen: about 1.25 polls
 # a job at +-50%, at the price of a later detection (about a quarter of the job time).
-FRUGAL = PollPlan(first_quantile=0.75, step_share=0.25, growth=1.5, unknown_step_share=1.0)
+FRUGAL = PollPlan(first_quantile=0.75, step_share=0.25, growth=1.5, unknown_step_share=1.0,
+                  unknown_cap_share=math.inf)
 # Steps grow by this much before job times are known, and once a job has outlived
 # every recent one (it is not where the others were).
 BACKOFF = 1.5
@@ -104,7 +109,8 @@ async def _poll(ctx: JobContext, sub: Submitted, submitted_at: float) -> None:
         if clock.wall() - submitted_at > longest:
             growth = BACKOFF
         delay = step
-        step = min(cfg.poll_cap_s, step * growth)
+        cap = cfg.poll_cap_s if planned else plan.unknown_cap_share * cfg.poll_first_s
+        step = min(cfg.poll_cap_s, cap, step * growth)
         inference = estimate.inference_s()
         if status.status == "QUEUED" and inference is not None:
             delay = max(delay, inference)
