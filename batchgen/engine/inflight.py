@@ -50,6 +50,8 @@ from batchgen.engine.runstate import Counters
 
 HOLD_SHARE = 0.9
 HOLDS_KEPT = 200
+# The quantile is sorted out again once this share of the holds kept is new.
+HOLDS_RESORT_SHARE = 0.05
 SPARE = 1
 BETA = 0.7
 MIN_PUSHBACK = 0.1
@@ -96,6 +98,7 @@ class InFlight:
         self.peak_target = 0
         self._holds: deque[float] = deque(maxlen=HOLDS_KEPT)
         self._hold_s: float | None = None  # cached quantile of _holds
+        self._unsorted = 0  # holds learned since
         self._running: dict[int, float] = {}  # submitted_at (wall) of jobs being polled
         self._tokens = itertools.count()
         self._next_check: float | None = None
@@ -109,7 +112,7 @@ class InFlight:
         self._medians: deque[tuple[float, float]] = deque(maxlen=QUEUE_WINDOWS_KEPT)
         self._queue_floor = math.inf  # the lowest window median of queue time so far
         self._took_s = 0.0  # submit to result of the latest job
-        self._changed = anyio.Event()
+        self._changed: anyio.Event | None = None  # set while the submit stage waits
 
     @classmethod
     def for_run(cls, cfg: RunConfig, *, clock: Clock, limiter: RateLimiter,
@@ -132,11 +135,12 @@ class InFlight:
 
     def hold_s(self) -> float:
         """How long a job holds its slot, with room for the spread (HOLD_SHARE quantile)."""
-        if self._hold_s is None:
-            if not self._holds:
-                return self._initial_hold_s
+        if not self._holds:
+            return self._initial_hold_s
+        if self._hold_s is None or self._unsorted >= HOLDS_RESORT_SHARE * len(self._holds):
             ordered = sorted(self._holds)
             self._hold_s = ordered[min(len(ordered) - 1, int(HOLD_SHARE * len(ordered)))]
+            self._unsorted = 0
         return self._hold_s
 
     def _base(self) -> int:
@@ -206,25 +210,28 @@ class InFlight:
         self._notify()
 
     async def _wait(self) -> None:
-        changed = self._changed
-        if self._next_check is None and not self._limiter.growing:
-            await changed.wait()  # only a release or a finished job can change the target
-            return
-        low, high = RECHECK_S
-        delay = high if self._next_check is None else self._next_check - self._clock.wall()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._alarm, min(high, max(low, delay)), changed)
-            await changed.wait()
-            tg.cancel_scope.cancel()
+        self._changed = changed = anyio.Event()
+        try:
+            if self._next_check is None and not self._limiter.growing:
+                await changed.wait()  # only a release or a finished job changes the target
+                return
+            low, high = RECHECK_S
+            delay = high if self._next_check is None else self._next_check - self._clock.wall()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._alarm, min(high, max(low, delay)), changed)
+                await changed.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            self._changed = None
 
     async def _alarm(self, delay_s: float, changed: anyio.Event) -> None:
         await self._clock.sleep(delay_s)
-        if changed is self._changed:
-            self._notify()
+        changed.set()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        """Wake the submit stage if it waits for a slot (the only waiter there is)."""
+        if self._changed is not None:
+            self._changed.set()
 
     # -- what jobs and answers teach ----------------------------------------------------
 
@@ -254,7 +261,7 @@ class InFlight:
             self._took_s = self._clock.wall() - submitted_at
             backlog = max(0.0, queue - self._queue_floor) if queue is not None else 0.0
             self._holds.append(self._took_s - backlog)
-            self._hold_s = None
+            self._unsorted += 1
         if queue is not None and metrics.inference_time is not None:
             self._watch_queue(queue, metrics.inference_time)
         if self._pushback < 1 and self._clock.now() >= self._guard_until:
