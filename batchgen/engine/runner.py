@@ -40,7 +40,7 @@ from batchgen.output.inventory import (
     holds_results,
 )
 from batchgen.store import lock
-from batchgen.store.db import Database
+from batchgen.store.db import GROUP_WINDOW_S, Database
 from batchgen.store.items import ItemStore
 from batchgen.store.restore import is_empty, restore
 from batchgen.store.runs import last_manifest, start_run
@@ -58,7 +58,7 @@ async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
         # Holding the lock, nobody else writes here: half-written files of a killed run
         # can go.
         await anyio.to_thread.run_sync(remove_leftovers, cfg.out)
-        db = await Database.open(cfg.state_dir / "state.db")
+        db = await Database.open(cfg.state_dir / "state.db", group_window_s=GROUP_WINDOW_S)
         try:
             lost_since = await _rebuild_if_lost(db, cfg, clock)
             return await _run_locked(cfg, clock, reader, ItemStore(db), digest,
