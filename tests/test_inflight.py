@@ -66,7 +66,7 @@ async def test_shrinks_when_the_provider_queue_fills(tmp_path: Path) -> None:
     after: list[int] = []
 
     def watch() -> None:
-        (after if ctx.inflight.pushbacks["queue"] else before).append(ctx.inflight.target())
+        (after if ctx.inflight.pushback.counts["queue"] else before).append(ctx.inflight.target())
 
     await run_items(clock, ctx, 300, watch=watch)
     assert before and after
@@ -89,7 +89,7 @@ async def test_shrinks_on_server_errors(tmp_path: Path) -> None:
             api.error_rate = 0.5
 
     samples = await run_items(clock, ctx, 500, watch=watch)
-    assert ctx.inflight.pushbacks["5xx"] >= 1
+    assert ctx.inflight.pushback.counts["5xx"] >= 1
     assert low and min(low) < 0.8 * ctx.inflight.peak_target
     assert samples[-5][2] > min(low)  # recovering once the errors stopped
 
@@ -109,4 +109,4 @@ async def test_429_cuts_the_rate_and_the_target(tmp_path: Path, scope: str) -> N
     limiter.on_rate_limited(5.0)  # the server allows fewer than we sent
     inflight.answered("429")
     assert inflight.target() < 0.8 * before
-    assert inflight.pushbacks["429"] == 1
+    assert inflight.pushback.counts["429"] == 1

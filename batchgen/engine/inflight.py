@@ -19,11 +19,9 @@ poll found them done (queue time above the lowest seen is backlog, left out). Ta
   they are the provider's backlog.
 * SPARE: a slot for the next submit to wait for its rate permit, so that no permit goes
   unused and the limiter sees a caller waiting (it raises its rate only then).
-* pushback: 1 until the API pushes back. Cut by BETA, at most once per hold, when more
-  than SERVER_ERROR_SHARE of the recent answers were 5xx, or when the queue time grows
-  while the inference time stays flat (the provider's queue is full: more jobs in
-  flight would only wait longer in it); RECOVERY of it comes back per hold's worth of
-  finished jobs. A 429 cuts the limiter's rate, and so the target, without a second cut.
+* pushback: 1 until the API pushes back (``engine.pushback``: 5xx answers beyond their
+  share, or a provider queue that grows while inference stays flat), then cut, and
+  grown back as jobs finish. A 429 cuts the limiter's rate, and the target with it.
 
 The cap is ``--concurrency N`` when given, else ``--max-concurrency``. The submit stage
 takes a slot per item (``acquire``, ``release``); ``engine.follow`` reports each job's
@@ -34,11 +32,10 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 
@@ -46,6 +43,7 @@ from batchgen.api.ratelimit import RateLimiter
 from batchgen.api.results import Metrics
 from batchgen.clock import Clock
 from batchgen.config import RunConfig
+from batchgen.engine.pushback import Answer, Pushback
 from batchgen.engine.runstate import Counters
 
 HOLD_SHARE = 0.9
@@ -53,32 +51,12 @@ HOLDS_KEPT = 200
 # The quantile is sorted out again once this share of the holds kept is new.
 HOLDS_RESORT_SHARE = 0.05
 SPARE = 1
-BETA = 0.7
-MIN_PUSHBACK = 0.1
-RECOVERY = 0.1
-# 5xx answers among the last ANSWERS_KEPT (judged once ANSWERS_JUDGED are in) that count
-# as pushback; below it they are the odd failure that retries absorb.
-SERVER_ERROR_SHARE = 0.1
-ANSWERS_KEPT = 50
-ANSWERS_JUDGED = 20
-# Queue time is judged per window of finished jobs, against the lowest window median of
-# the last QUEUE_WINDOWS_KEPT: it has grown when it rose by more than QUEUE_GROWTH_S and
-# QUEUE_GROWTH_SHARE of an inference, while the inference time rose by less than
-# INFERENCE_FLAT times.
-QUEUE_WINDOW = 20
-QUEUE_WINDOWS_KEPT = 8
-QUEUE_GROWTH_S = 0.5
-QUEUE_GROWTH_SHARE = 0.25
-INFERENCE_FLAT = 1.2
 # With --rate-scope all a job costs its submit, its polls and its result read; until ten
 # results are read, assume this many polls per job.
 POLLS_PER_JOB_GUESS = 1.5
 # While slots are short and the target may grow by itself (a job passing its hold, a
 # discovering limiter), look again this often at most and at least.
 RECHECK_S = (0.01, 1.0)
-
-Answer = Literal["ok", "5xx", "429"]
-
 
 class InFlight:
     """The in-flight target and the slots held under it; see the module docstring."""
@@ -98,19 +76,11 @@ class InFlight:
         self.peak_target = 0
         self._holds: deque[float] = deque(maxlen=HOLDS_KEPT)
         self._hold_s: float | None = None  # cached quantile of _holds
-        self._unsorted = 0  # holds learned since
+        self._unsorted = 0  # holds learned since the quantile was last sorted out
         self._running: dict[int, float] = {}  # submitted_at (wall) of jobs being polled
         self._tokens = itertools.count()
         self._next_check: float | None = None
-        self._pushback = 1.0
-        self._pushed_by = ""
-        self._guard_until = -math.inf
-        self.pushbacks: Counter[str] = Counter()
-        self._answers: deque[bool] = deque(maxlen=ANSWERS_KEPT)
-        self._server_errors = 0
-        self._window: list[tuple[float, float]] = []
-        self._medians: deque[tuple[float, float]] = deque(maxlen=QUEUE_WINDOWS_KEPT)
-        self._queue_floor = math.inf  # the lowest window median of queue time so far
+        self.pushback = Pushback(clock)
         self._took_s = 0.0  # submit to result of the latest job
         self._changed: anyio.Event | None = None  # set while the submit stage waits
 
@@ -144,13 +114,13 @@ class InFlight:
         return self._hold_s
 
     def _base(self) -> int:
-        return math.ceil(self.submit_rate_s() * self.hold_s() * self._pushback)
+        return math.ceil(self.submit_rate_s() * self.hold_s() * self.pushback.factor)
 
     def _running_long(self, hold: float) -> tuple[int, float | None]:
         """Jobs running past ``hold``, and when the next one will (wall time). None while
         the API pushes back: then they are the provider's backlog, not a sign that jobs
         take longer."""
-        if self._pushback < 1:
+        if self.pushback.factor < 1:
             return 0, None
         now, count = self._clock.wall(), 0
         hold += 1.0 / max(self.submit_rate_s(), 1e-9)
@@ -178,8 +148,8 @@ class InFlight:
                  else "assumed until a job finishes")
         text = (f"{self.submit_rate_s():.3g} submits/s x {hold:.3g} s a job holds its slot "
                 f"({basis})")
-        if self._pushback < 1:
-            text += f" x {self._pushback:.2f} (pushback: {self._pushed_by})"
+        if self.pushback.factor < 1:
+            text += f" x {self.pushback.factor:.2f} (pushback: {self.pushback.reason})"
         long, _ = self._running_long(hold)
         if long:
             text += f" + {long} running long"
@@ -194,7 +164,8 @@ class InFlight:
                 "cap_from": self._cap_flag, "peak_in_flight": self.peak_held,
                 "peak_target": self.peak_target, "hold_s": round(self.hold_s(), 3),
                 "submit_rate_per_s": round(self.submit_rate_s(), 3),
-                "pushback": round(self._pushback, 3), "pushbacks": dict(self.pushbacks)}
+                "pushback": round(self.pushback.factor, 3),
+                "pushbacks": dict(self.pushback.counts)}
 
     # -- slots --------------------------------------------------------------------------
 
@@ -259,56 +230,15 @@ class InFlight:
         queue = metrics.queue_time
         if submitted_at >= self._started:
             self._took_s = self._clock.wall() - submitted_at
-            backlog = max(0.0, queue - self._queue_floor) if queue is not None else 0.0
-            self._holds.append(self._took_s - backlog)
+            self._holds.append(self._took_s - self.pushback.backlog_s(queue))
             self._unsorted += 1
-        if queue is not None and metrics.inference_time is not None:
-            self._watch_queue(queue, metrics.inference_time)
-        if self._pushback < 1 and self._clock.now() >= self._guard_until:
-            per_hold = max(1.0, self.submit_rate_s() * self.hold_s())
-            self._pushback = min(1.0, self._pushback + RECOVERY / per_hold)
+        # A queue time is learned only when its job ends: the jobs that waited in the
+        # backlog a cut is to drain end a whole (backlogged) job time from now.
+        self.pushback.finished(queue, metrics.inference_time,
+                               guard_s=max(self.hold_s(), self._took_s),
+                               jobs_per_hold=self.submit_rate_s() * self.hold_s())
         self._notify()
 
     def answered(self, answer: Answer) -> None:
-        """One API answer: 5xx answers beyond their share are pushback; 429s are counted
-        (the limiter cuts its rate for them)."""
-        if answer == "429":
-            self.pushbacks["429"] += 1
-            return
-        error = answer == "5xx"
-        if len(self._answers) == self._answers.maxlen:
-            self._server_errors -= self._answers[0]
-        self._answers.append(error)
-        self._server_errors += error
-        if error and len(self._answers) >= ANSWERS_JUDGED \
-                and self._server_errors > SERVER_ERROR_SHARE * len(self._answers):
-            self.pushback("5xx")
-
-    def _watch_queue(self, queue_s: float, inference_s: float) -> None:
-        self._window.append((queue_s, inference_s))
-        if len(self._window) < QUEUE_WINDOW:
-            return
-        queue = statistics.median(q for q, _ in self._window)
-        inference = statistics.median(i for _, i in self._window)
-        self._window.clear()
-        earlier = list(self._medians)
-        self._medians.append((queue, inference))
-        self._queue_floor = min(self._queue_floor, queue)
-        if not earlier:
-            return
-        lowest = min(q for q, _ in earlier)
-        grew = queue - lowest > max(QUEUE_GROWTH_S, QUEUE_GROWTH_SHARE * inference)
-        if grew and queue > earlier[-1][0] and inference <= INFERENCE_FLAT * earlier[-1][1]:
-            self.pushback("queue")
-
-    def pushback(self, kind: str) -> None:
-        """The API pushed back: cut the target, unless a cut was made within a hold."""
-        self.pushbacks[kind] += 1
-        now = self._clock.now()
-        if now < self._guard_until:
-            return
-        self._pushback = max(MIN_PUSHBACK, self._pushback * BETA)
-        self._pushed_by = {"5xx": "5xx answers", "queue": "queue time growing"}.get(kind, kind)
-        # A queue time is learned only when its job ends: the jobs that waited in the
-        # backlog this cut is to drain end a whole (backlogged) job time from now.
-        self._guard_until = now + max(self.hold_s(), self._took_s)
+        """One API answer (``engine.calls``), for the pushback."""
+        self.pushback.answered(answer, guard_s=self.hold_s())
