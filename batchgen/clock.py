@@ -43,6 +43,10 @@ class SystemClock:
         await anyio.sleep(max(0.0, seconds))
 
 
+# Deadlines this close to the manual clock's time are due (float rounding, not time).
+RESOLUTION_S = 1e-9
+
+
 class ManualClock:
     """A clock that moves only when told; sleepers wake when ``advance`` passes their deadline."""
 
@@ -72,8 +76,13 @@ class ManualClock:
         await event.wait()
 
     def advance(self, seconds: float) -> None:
-        """Move time forward and wake every sleeper whose deadline has come."""
+        """Move time forward and wake every sleeper whose deadline has come.
+
+        A deadline within ``RESOLUTION_S`` counts as come: a sleep computed as
+        ``ready - now`` must not miss its step by a rounding error (and so wait a whole
+        step more, which would drift a paced sender off its rate).
+        """
         self._now += seconds
-        while self._sleepers and self._sleepers[0][0] <= self._now:
+        while self._sleepers and self._sleepers[0][0] <= self._now + RESOLUTION_S:
             _, _, event = heapq.heappop(self._sleepers)
             event.set()

@@ -24,6 +24,9 @@ RECORD_RETENTION_S = 3600.0
 DEFAULT_POLL_FIRST_S = 2.0
 # How long an in-doubt submit's job is looked for in the (possibly lagging) history.
 DEFAULT_HISTORY_WAIT_S = 20.0
+# With --concurrency auto (the default) the jobs in flight follow the rate and the
+# learned job times (engine/inflight.py), never above this.
+DEFAULT_MAX_CONCURRENCY = 256
 
 # Items one manifest entry may expand to (matrix, zip, templates), at most.
 DEFAULT_MAX_EXPANSIONS = 1_000_000
@@ -42,7 +45,10 @@ class RunConfig:
     base_url: str = DEFAULT_BASE_URL
     history_url: str | None = None
     api_key: str = field(default="", repr=False)
-    concurrency: int = 16
+    # Jobs in flight: None sizes them to the rate and the job times (engine/inflight.py)
+    # up to max_concurrency; a number is a hard cap that sizing stays under.
+    concurrency: int | None = None
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     download_concurrency: int = 8
     rpm: float | None = None
     start_rpm: float = DEFAULT_START_RPM
@@ -90,7 +96,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         positive = {
-            "concurrency": self.concurrency,
+            "max_concurrency": self.max_concurrency,
             "download_concurrency": self.download_concurrency,
             "start_rpm": self.start_rpm,
             "rate_window_s": self.rate_window_s,
@@ -107,7 +113,7 @@ class RunConfig:
             if not value > 0:
                 raise UsageError(f"{name} must be greater than 0, got {value}")
         optional_positive = {"rpm": self.rpm, "max_cost": self.max_cost,
-                             "max_items": self.max_items}
+                             "max_items": self.max_items, "concurrency": self.concurrency}
         for name, opt in optional_positive.items():
             if opt is not None and not opt > 0:
                 raise UsageError(f"{name} must be greater than 0, got {opt}")
@@ -122,6 +128,11 @@ class RunConfig:
             raise UsageError(f"captions must be 'none' or 'txt', got {self.captions!r}")
         if not self.base_url.startswith(("http://", "https://")):
             raise UsageError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+
+    @property
+    def max_in_flight(self) -> int:
+        """The cap on jobs in flight: ``concurrency`` when given, else ``max_concurrency``."""
+        return self.concurrency if self.concurrency is not None else self.max_concurrency
 
     @property
     def max_image_bytes(self) -> int:

@@ -192,7 +192,8 @@ def test_run_help_shows_defaults_and_explains_every_flag(
     assert silent == []
     assert cli.main(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "jobs in flight at most (default: 16)" in text
+    assert "N is a hard cap (default: auto)" in text
+    assert "the most jobs in flight auto may reach (default: 256)" in text
     assert "(default: resubmit)" in text and "(default: 30.0)" in text
     assert "(default: None)" not in text and "(default: False)" not in text
     assert "--api-key " not in text  # the refused flag is not advertised

@@ -119,11 +119,12 @@ async def fetch(session: aiohttp.ClientSession, url: str, dest: Path) -> object:
 async def test_download_writes_file_and_hash(
     server: TestServer, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    """A PNG is written to dest with its size, SHA-256 and content type."""
+    """A small PNG comes back in memory (nothing written: the delivery step writes it once,
+    in place) with its size, SHA-256 and content type."""
     dest = tmp_path / "a.tmp"
     got = await download(session, str(server.make_url("/ok.png")), dest, max_bytes=CAP,
                          timeout_s=10.0)
-    assert dest.read_bytes() == PNG
+    assert got.data == PNG and not dest.exists()
     assert (got.path, got.bytes, got.sha256, got.content_type) == (
         dest, len(PNG), hashlib.sha256(PNG).hexdigest(), "image/png")
 
@@ -160,9 +161,9 @@ async def test_compressed_body_is_decoded(
     server: TestServer, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """A gzip-encoded image is stored decoded, without a false truncation alarm."""
-    dest = tmp_path / "a.tmp"
-    await fetch(session, str(server.make_url("/gzip")), dest)
-    assert dest.read_bytes() == PNG
+    got = await download(session, str(server.make_url("/gzip")), tmp_path / "a.tmp",
+                         max_bytes=CAP, timeout_s=10.0)
+    assert got.data == PNG
 
 
 @pytest.mark.parametrize(

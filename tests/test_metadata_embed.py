@@ -172,3 +172,21 @@ def test_caption_beside_the_image(tmp_path: Path) -> None:
     written = deliver(tmp_path, server_png(), caption=True)
     assert (tmp_path / "x.txt").read_text(encoding="utf-8") == "a red fox, snow: morning"
     assert written.path == tmp_path / "x.png"
+
+
+@pytest.mark.parametrize("embed", [True, False])
+def test_an_image_kept_in_memory_is_written_once(tmp_path: Path, embed: bool) -> None:
+    """An image the download kept in memory is written straight to its final name (with
+    its metadata unless --no-embed), the same file as from a downloaded temp, and no
+    temporary file is left behind."""
+    data = server_png()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    from_file = deliver(tmp_path / "a", data, embed=embed)
+    from_memory = finish_image(tmp_path / "b" / ".tmp-x", tmp_path / "b" / "x.png", RECORD,
+                               server_bytes=len(data),
+                               server_sha256=hashlib.sha256(data).hexdigest(), embed=embed,
+                               data=data)
+    assert from_memory.path.read_bytes() == from_file.path.read_bytes()
+    assert (from_memory.sha256, from_memory.embedded) == (from_file.sha256, embed)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["x.png"]

@@ -252,3 +252,26 @@ def test_invalid_settings_are_refused(kwargs: dict[str, float | None]) -> None:
     """Non-positive rates or windows raise ValueError naming the field."""
     with pytest.raises(ValueError):
         RateLimiter(clock=ManualClock(), **kwargs)  # type: ignore[arg-type]
+
+
+async def test_urgent_requests_go_before_waiting_ones() -> None:
+    """An urgent request (a poll when polls count) takes the next permit ahead of ordinary
+    ones that were waiting before it, and the pacing still holds for both."""
+    clock = SteppingClock()
+    limiter = RateLimiter(rpm=60, clock=clock)
+    grants: list[tuple[float, bool]] = []
+
+    async def one(urgent: bool, at: float) -> None:
+        await clock.sleep(at)
+        await limiter.acquire(urgent=urgent)
+        grants.append((clock.now(), urgent))
+
+    async with anyio.create_task_group() as tg:
+        for n in range(8):  # eight submits queued from the start, one permit a second
+            tg.start_soon(one, False, 0.001 * n)
+        tg.start_soon(one, True, 2.5)
+        await run_until(clock, 20.0)
+    times = [t for t, _ in grants]
+    assert [u for _, u in grants].index(True) == 3  # after the grants at 0, 1 and 2 s
+    assert grants[3][0] == pytest.approx(3.0)
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 1.0 - 1e-6

@@ -111,6 +111,7 @@ class ApiClient:
         self._clock: Clock = clock or SystemClock()
         # The server's clock minus ours, from the latest ``Date`` header (1 s resolution).
         self.server_offset_s: float | None = None
+        self._date: tuple[str, float | None] = ("", None)  # the last Date header, parsed
 
     @property
     def base_url(self) -> str:
@@ -210,7 +211,9 @@ class ApiClient:
 
     def _check_origin(self, url: str, kind: Kind) -> None:
         own = self._history if kind == "history" else self._base
-        if not same_origin(url, own):
+        # A URL under the origin's own spelling needs no parsing (the character after it
+        # is "/", so no longer host or userinfo can hide behind it).
+        if not url.startswith(f"{own}/") and not same_origin(url, own):
             raise ForeignOriginError(f"refusing to send the API key off its origin: {url}", url=url)
 
     async def _call(
@@ -226,7 +229,7 @@ class ApiClient:
             ) as resp:
                 text = await resp.text(errors="replace")
                 status = resp.status
-                resp_headers = {k: v for k, v in resp.headers.items()}
+                resp_headers = resp.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise translate_transport(exc, method=method, url=url) from exc
         log.debug("%s %s -> %d", method, url, status)
@@ -241,7 +244,11 @@ class ApiClient:
         raise self._error(status, text, resp_headers, url=url, kind=kind)
 
     def _learn_offset(self, date_header: str | None) -> None:
-        server_now = parse_time(date_header) if date_header else None
+        if not date_header:
+            return
+        if date_header != self._date[0]:  # one parse a second, not one an answer
+            self._date = (date_header, parse_time(date_header))
+        server_now = self._date[1]
         if server_now is not None:
             self.server_offset_s = server_now - self._clock.wall()
 

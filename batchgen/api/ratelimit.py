@@ -81,11 +81,24 @@ class RateLimiter:
         self._paused_until = -math.inf
         self._guard_until = -math.inf
         self._lock = anyio.Lock()
+        self._ordinary = anyio.Lock()
+        self._urgent = 0  # urgent acquirers waiting
+        self._no_urgent = anyio.Event()
 
     @property
     def current_rpm(self) -> float:
         """The pacing rate now, in requests per window."""
         return self._rate
+
+    @property
+    def rate_per_s(self) -> float:
+        """The pacing rate now, in requests per second."""
+        return self._rate / self._window_s
+
+    @property
+    def growing(self) -> bool:
+        """Whether the rate may still rise by itself (discovering, or below its ceiling)."""
+        return self._ceiling is None or self._rate < self._ceiling
 
     @property
     def ceiling_rpm(self) -> float | None:
@@ -97,10 +110,34 @@ class RateLimiter:
         """Clock time until which a 429 holds every acquirer, or None when not paused."""
         return self._paused_until if self._paused_until > self._clock.now() else None
 
-    async def acquire(self) -> None:
-        """Wait for a permit to send one request; permits are granted in arrival order."""
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait for a permit to send one request. Permits go in arrival order, except that
+        ``urgent`` requests go before every other one still waiting (with
+        ``--rate-scope all``: polls and result reads of jobs in flight before new submits,
+        so that finishing work never queues behind starting more)."""
+        if not urgent:
+            # One ordinary request at a time goes for a permit, so an urgent one never
+            # queues behind more than it.
+            async with self._ordinary:
+                while not await self._grant(urgent):
+                    while self._urgent:
+                        await self._no_urgent.wait()
+            return
+        self._urgent += 1
+        try:
+            await self._grant(urgent)
+        finally:
+            self._urgent -= 1
+            if not self._urgent:
+                self._no_urgent.set()
+                self._no_urgent = anyio.Event()
+
+    async def _grant(self, urgent: bool) -> bool:
+        """Take the next permit; False when an urgent request should have it first."""
         async with self._lock:
             while True:
+                if self._urgent and not urgent:
+                    return False
                 now = self._clock.now()
                 ready = self._ready_at(now)
                 if ready <= now + _EPSILON_S:
@@ -109,6 +146,7 @@ class RateLimiter:
                 await self._clock.sleep(ready - now)
             self._last_grant = now
             self._log.append(now)
+            return True
 
     def on_success(self) -> None:
         """A permitted request was accepted: grow the rate by the recovery law."""

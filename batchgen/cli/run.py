@@ -48,8 +48,11 @@ def register(sub: Any) -> None:
     add_api_flags(run)
     add("--local", action="store_true",
         help="start the embedded local server and run against it (no key)")
-    add("--concurrency", type=positive_int, default=_DEFAULTS.concurrency, metavar="N",
-        help="jobs in flight at most")
+    add("--concurrency", type=_concurrency, default=None, metavar="auto|N",
+        help="jobs in flight: auto follows the rate and the learned job times, up to "
+        "--max-concurrency; N is a hard cap (default: auto)")
+    add("--max-concurrency", type=positive_int, default=_DEFAULTS.max_concurrency,
+        metavar="N", help="the most jobs in flight auto may reach")
     add("--download-concurrency", type=positive_int, default=_DEFAULTS.download_concurrency,
         metavar="N", help="simultaneous downloads at most")
     add("--rpm", type=positive_float, metavar="R", help="your plan's requests per minute; "
@@ -102,6 +105,11 @@ def register(sub: Any) -> None:
     run.set_defaults(handler=command)
 
 
+def _concurrency(text: str) -> int | None:
+    """``--concurrency``: ``auto`` (None: sized by engine/inflight.py) or a cap."""
+    return None if text.strip().lower() == "auto" else positive_int(text)
+
+
 def add_api_flags(parser: argparse.ArgumentParser) -> None:
     """Where the API and its account history are, and where the key comes from."""
     add = parser.add_argument
@@ -135,6 +143,7 @@ def run_config(ns: argparse.Namespace, env: Mapping[str, str]) -> RunConfig:
         history_url=history_url,
         api_key="" if ns.local else keys.api_key(ns.api_key_file, env),
         concurrency=ns.concurrency,
+        max_concurrency=ns.max_concurrency,
         download_concurrency=ns.download_concurrency,
         rpm=ns.rpm,
         rate_scope=ns.rate_scope,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from batchgen.api import reconcile
 from batchgen.api.client import ApiClient
@@ -22,8 +22,9 @@ from batchgen.api.retry import Operation, RetryPolicy, retrying
 from batchgen.api.urls import rebase
 from batchgen.clock import Clock
 from batchgen.config import RunConfig
+from batchgen.engine.inflight import InFlight
 from batchgen.engine.runstate import Counters
-from batchgen.errors import RateLimitedError
+from batchgen.errors import RateLimitedError, ServerError
 from batchgen.manifest.item import Item
 
 T = TypeVar("T")
@@ -38,10 +39,13 @@ class Calls:
     """Every API call of a run, with its retries and its rate permits."""
 
     def __init__(self, client: ApiClient, files: Files, *, limiter: RateLimiter,
-                 counters: Counters, clock: Clock, rng: random.Random, cfg: RunConfig) -> None:
+                 counters: Counters, clock: Clock, rng: random.Random, cfg: RunConfig,
+                 inflight: InFlight | None = None) -> None:
         self.client = client
         self.files = files
         self.limiter = limiter
+        # Told of every API answer: pushback sizes the jobs in flight down.
+        self._inflight = inflight
         self._counters = counters
         self._clock = clock
         self._rng = rng
@@ -62,24 +66,33 @@ class Calls:
         except RateLimitedError as exc:
             self.rate_limited(exc)
             raise
+        except ServerError:
+            self._answered("5xx")
+            raise
         self.limiter.on_success()
+        self._answered("ok")
         return submitted
 
     def rate_limited(self, exc: RateLimitedError) -> None:
         self._counters.rate_limited += 1
         self.limiter.on_rate_limited(exc.retry_after_s)
+        self._answered("429")
+
+    def _answered(self, answer: Literal["ok", "5xx", "429"]) -> None:
+        if self._inflight is not None:
+            self._inflight.answered(answer)
 
     # -- reads ------------------------------------------------------------------------
 
     async def status(self, sub: Submitted) -> JobStatus:
         self._counters.polls += 1
         return await self._retried("get", lambda: self.client.status(sub),
-                                   limited=self._polls_limited)
+                                   limited=self._polls_limited, urgent=True)
 
     async def result(self, sub: Submitted) -> JobResult:
         self._counters.result_fetches += 1
         return await self._retried("get", lambda: self.client.result(sub.response_url),
-                                   limited=self._polls_limited)
+                                   limited=self._polls_limited, urgent=True)
 
     async def find(self, item: Item, *, since_wall: float) -> list[Found]:
         """Jobs in the history with ``item``'s model and body created since ``since_wall``."""
@@ -140,17 +153,25 @@ class Calls:
         return await self._retried("download", attempt, limited=False)
 
     async def _retried(self, operation: Operation, call: Callable[[], Awaitable[T]], *,
-                       limited: bool) -> T:
+                       limited: bool, urgent: bool = False) -> T:
+        api = operation != "download"  # image hosts are not the API: no pushback from them
+
         async def attempt() -> T:
             if limited:
-                await self.limiter.acquire()
+                await self.limiter.acquire(urgent=urgent)
             try:
                 value = await call()
             except RateLimitedError as exc:
                 self.rate_limited(exc)
                 raise
+            except ServerError:
+                if api:
+                    self._answered("5xx")
+                raise
             if limited:
                 self.limiter.on_success()
+            if api:
+                self._answered("ok")
             return value
 
         def count_retry(exc: BaseException, attempt: int, delay_s: float) -> None:

@@ -10,6 +10,7 @@ from batchgen.config import RunConfig
 from batchgen.engine.budget import Budget
 from batchgen.engine.calls import Calls
 from batchgen.engine.gate import Gate
+from batchgen.engine.inflight import InFlight
 from batchgen.engine.runstate import Counters, DurationEstimate, StopSwitch
 from batchgen.engine.twins import BodyLocks
 from batchgen.lifecycle import Lifecycle, PayPolicy
@@ -30,6 +31,7 @@ class JobContext:
     items: ItemStore
     gate: Gate
     estimate: DurationEstimate
+    inflight: InFlight
     twins: BodyLocks
     rng: random.Random
 

@@ -72,7 +72,7 @@ async def _write_image(ctx: JobContext, harvest: Harvest, index: int) -> dict[st
                         cost=harvest.cost, index=index, count=count)
     written, mtime_ns = await anyio.to_thread.run_sync(partial(
         _place, done.path, final, record, server_bytes=done.bytes, server_sha256=done.sha256,
-        embed=ctx.cfg.embed, caption=ctx.cfg.captions == "txt"))
+        embed=ctx.cfg.embed, caption=ctx.cfg.captions == "txt", data=done.data))
     ctx.counters.images += 1
     ctx.counters.image_bytes += written.bytes
     return {**written.entry(ctx.cfg.out, done.content_type), "mtime_ns": mtime_ns}

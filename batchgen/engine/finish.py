@@ -95,7 +95,8 @@ def write_views(db: Path, out: Path, summary: dict[str, Any], *,
 def options_of(cfg: RunConfig) -> dict[str, Any]:
     """The run's options for the runs table, without the key."""
     return {
-        "base_url": cfg.base_url, "concurrency": cfg.concurrency, "rpm": cfg.rpm,
+        "base_url": cfg.base_url, "concurrency": cfg.concurrency,
+        "max_concurrency": cfg.max_concurrency, "rpm": cfg.rpm,
         "rate_scope": cfg.rate_scope, "max_cost": cfg.max_cost, "max_items": cfg.max_items,
         "on_expired": cfg.on_expired, "on_in_doubt": cfg.on_in_doubt,
         "retry_failed": cfg.retry_failed, "retry_failed_jobs": cfg.retry_failed_jobs,

@@ -1,17 +1,19 @@
 """Following a job the API accepted: poll its status, fetch its result, and recover it
 from the account history when its v2 record expired.
 
-Polls are timed to when the job should be done: once finished jobs have taught how
-long a job takes, the first poll lands when most such jobs are done
-(``POLL_FIRST_QUANTILE``), later ones step by a share of the median, growing. Before
-that they back off from ``poll_first_s`` and re-plan as soon as a time is known. A job
-still QUEUED needs at least a whole inference more. Every wait is jittered so jobs
-submitted together do not poll together.
+Polls are timed to when the job should be done. Once finished jobs have taught how long
+a job takes, the first poll lands when a share of such jobs are done, and later ones
+step by a share of the median; how far depends on what a poll costs (``PollPlan``, by
+``--rate-scope``). Past the longest recent job the steps grow. Before any job time is
+known polls back off from ``poll_first_s`` and re-plan as soon as one is. A job still
+QUEUED needs at least a whole inference more. Every wait is jittered so jobs submitted
+together do not poll together.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,14 +24,36 @@ from batchgen.manifest.item import Item
 
 log = logging.getLogger(__name__)
 
-# The first poll lands when this share of recent jobs had finished: past the median,
-# because a poll that finds the job still running costs a request (and, if polls count
-# against the rate limit, a submit), while a late one only delays the download a little.
-# Against durations spread +-50% this gives about 1.45 polls per job (the median: 2.0).
-POLL_FIRST_QUANTILE = 0.65
-# Later polls step by this share of the median duration, growing by POLL_GROWTH.
-POLL_STEP_SHARE = 0.25
-POLL_GROWTH = 1.5
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """When to poll a job whose time is known: the first poll when ``first_quantile`` of
+    recent jobs had finished, then every ``step_share`` of the median job time, each
+    step ``growth`` times the last. Before any job time is known: at ``poll_first_s``,
+    then steps of ``unknown_step_share`` of it, growing by BACKOFF up to
+    ``unknown_cap_share`` of it (so a job re-plans soon after the first one ends)."""
+
+    first_quantile: float
+    step_share: float
+    growth: float
+    unknown_step_share: float
+    unknown_cap_share: float
+
+
+# Polls free (``--rate-scope submits``): detect promptly. The first poll at the median
+# finds half the jobs done; the rest are found within a tenth of a job time, so the
+# median detection delay stays under a tenth of the job time, for about 2.5 polls a job
+# when job times spread +-50% (fewer when they spread less).
+PROMPT = PollPlan(first_quantile=0.5, step_share=0.1, growth=1.0, unknown_step_share=0.25,
+                  unknown_cap_share=1.0)
+# Polls counted (``--rate-scope all``): every poll takes a permit a submit could use, so
+# the first poll waits until most jobs are done and later steps widen: about 1.25 polls
+# a job at +-50%, at the price of a later detection (about a quarter of the job time).
+FRUGAL = PollPlan(first_quantile=0.75, step_share=0.25, growth=1.5, unknown_step_share=1.0,
+                  unknown_cap_share=math.inf)
+# Steps grow by this much before job times are known, and once a job has outlived
+# every recent one (it is not where the others were).
+BACKOFF = 1.5
 
 
 class Undecided(Exception):
@@ -58,24 +82,35 @@ async def poll_until_done(ctx: JobContext, sub: Submitted, submitted_at: float) 
 
     Raises JobFailedError, or RequestExpiredError when the record is gone or would be.
     """
+    with ctx.inflight.running(submitted_at):
+        await _poll(ctx, sub, submitted_at)
+
+
+async def _poll(ctx: JobContext, sub: Submitted, submitted_at: float) -> None:
     cfg, clock, estimate = ctx.cfg, ctx.clock, ctx.estimate
+    plan = FRUGAL if cfg.rate_scope == "all" else PROMPT
     give_up_at = submitted_at + cfg.record_retention_s
     planned = False  # whether the schedule is based on learned job times yet
-    delay = step = cfg.poll_first_s
+    delay, step = cfg.poll_first_s, plan.unknown_step_share * cfg.poll_first_s
+    growth, longest = BACKOFF, float("inf")
     while True:
         if estimate.known and not planned:
             planned = True
-            first = estimate.expected_s(POLL_FIRST_QUANTILE)
+            first = estimate.expected_s(plan.first_quantile)
             delay = max(cfg.poll_min_s, first - (clock.wall() - submitted_at))
-            step = max(cfg.poll_min_s, POLL_STEP_SHARE * estimate.expected_s())
+            step = max(cfg.poll_min_s, plan.step_share * estimate.expected_s())
+            growth, longest = plan.growth, estimate.expected_s(1.0)
         await clock.sleep(ctx.jitter(delay))
         if clock.wall() >= give_up_at:
             raise RequestExpiredError("the job did not finish before its record expires")
         status = await ctx.calls.status(sub)
         if status.status == "COMPLETED":
             return
+        if clock.wall() - submitted_at > longest:
+            growth = BACKOFF
         delay = step
-        step = min(cfg.poll_cap_s, step * POLL_GROWTH)
+        cap = cfg.poll_cap_s if planned else plan.unknown_cap_share * cfg.poll_first_s
+        step = min(cfg.poll_cap_s, cap, step * growth)
         inference = estimate.inference_s()
         if status.status == "QUEUED" and inference is not None:
             delay = max(delay, inference)
@@ -112,6 +147,7 @@ async def fetch(ctx: JobContext, item: Item, sub: Submitted, submitted_at: float
     metrics = result.metrics
     now = ctx.clock.wall()
     ctx.estimate.observe(metrics, now - submitted_at)
+    ctx.inflight.finished(submitted_at, metrics)
     took = metrics.total_time
     if charge:  # a result fetched again on resume carries an old balance
         ctx.counters.credits_left(metrics.remaining_credits,

@@ -20,6 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from batchgen.engine.context import JobContext
 from batchgen.engine.deliver import Delivered, download_stage, sink_stage
 from batchgen.engine.follow import Harvest
+from batchgen.engine.inflight import InFlight
 from batchgen.engine.job import run_job
 from batchgen.engine.read import Work, read_stage
 from batchgen.engine.runstate import STOP_INTERRUPTED, STOP_MAX_ITEMS, STOP_TERMINATED
@@ -73,8 +74,9 @@ def _new(work: Work) -> bool:
 
 async def submit_stage(ctx: JobContext, receive: MemoryObjectReceiveStream[Work],
                        harvests: MemoryObjectSendStream[Harvest]) -> None:
-    """Start a job per item, never more in flight than ``concurrency``."""
-    slots = anyio.Semaphore(ctx.cfg.concurrency)
+    """Start a job per item, never more in flight than the in-flight target allows
+    (``engine.inflight``: sized to the rate and the job times, under the cap)."""
+    slots = ctx.inflight
     new_items = 0
     max_items = ctx.cfg.max_items
     async with receive, harvests, anyio.create_task_group() as jobs:
@@ -93,7 +95,7 @@ async def submit_stage(ctx: JobContext, receive: MemoryObjectReceiveStream[Work]
             jobs.start_soon(_job, ctx, work, slots, harvests.clone())
 
 
-async def _job(ctx: JobContext, work: Work, slots: anyio.Semaphore,
+async def _job(ctx: JobContext, work: Work, slots: InFlight,
                harvests: MemoryObjectSendStream[Harvest]) -> None:
     ctx.counters.in_flight += 1
     try:

@@ -25,6 +25,7 @@ from batchgen.engine.context import JobContext
 from batchgen.engine.duplicates import count_duplicates
 from batchgen.engine.finish import finish, options_of
 from batchgen.engine.gate import Gate
+from batchgen.engine.inflight import InFlight
 from batchgen.engine.pipeline import run_stages
 from batchgen.engine.prepare import check_writable, prepared_reader, remove_leftovers
 from batchgen.engine.recover import find_lost_jobs
@@ -39,7 +40,7 @@ from batchgen.output.inventory import (
     holds_results,
 )
 from batchgen.store import lock
-from batchgen.store.db import Database
+from batchgen.store.db import GROUP_WINDOW_S, Database
 from batchgen.store.items import ItemStore
 from batchgen.store.restore import is_empty, restore
 from batchgen.store.runs import last_manifest, start_run
@@ -57,7 +58,7 @@ async def run_pipeline(cfg: RunConfig, *, clock: Clock | None = None,
         # Holding the lock, nobody else writes here: half-written files of a killed run
         # can go.
         await anyio.to_thread.run_sync(remove_leftovers, cfg.out)
-        db = await Database.open(cfg.state_dir / "state.db")
+        db = await Database.open(cfg.state_dir / "state.db", group_window_s=GROUP_WINDOW_S)
         try:
             lost_since = await _rebuild_if_lost(db, cfg, clock)
             return await _run_locked(cfg, clock, reader, ItemStore(db), digest,
@@ -94,15 +95,16 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
             limiter = RateLimiter(rpm=cfg.rpm, clock=clock, start_rpm=cfg.start_rpm,
                                   window_s=cfg.rate_window_s)
             rng = random.Random(cfg.seed)
+            inflight = InFlight.for_run(cfg, clock=clock, limiter=limiter, counters=counters)
             ctx = JobContext(
                 cfg=cfg, clock=clock, items=items, rng=rng, twins=BodyLocks(),
                 calls=Calls(client, files, limiter=limiter, counters=counters, clock=clock,
-                            rng=rng, cfg=cfg),
+                            rng=rng, cfg=cfg, inflight=inflight),
                 life=Lifecycle(items.transition, counters, clock),
                 gate=Gate(stop=StopSwitch(), clock=clock, limiter=limiter,
                           budget=Budget(cfg.max_cost, paid=await items.paid_jobs(WINDOW)),
                           deadline_wall=cfg.submit_until_wall),
-                estimate=DurationEstimate(cfg.poll_first_s),
+                estimate=DurationEstimate(cfg.poll_first_s), inflight=inflight,
             )
             if lost_since is not None:
                 counters.rebuilt = True
@@ -155,7 +157,7 @@ def _same_file(before: str, manifest: Path) -> bool:
 
 def _endpoints(cfg: RunConfig) -> Endpoints:
     return Endpoints(base_url=cfg.base_url, history_url=cfg.history_url, api_key=cfg.api_key,
-                     timeout_s=cfg.request_timeout_s, api_connections=cfg.concurrency * 2,
+                     timeout_s=cfg.request_timeout_s, api_connections=cfg.max_in_flight * 2,
                      file_connections=cfg.download_concurrency * 2,
                      max_image_bytes=cfg.max_image_bytes)
 

@@ -11,6 +11,7 @@ pixels are the server's.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -60,10 +61,11 @@ class Written:
                 "server_bytes": self.server_bytes, "server_sha256": self.server_sha256}
 
 
-def embed_file(src: Path, dst: Path, record: ImageRecord) -> tuple[int, str] | None:
-    """Write ``src`` with ``record`` embedded to ``dst``, fsynced; its size and SHA-256,
-    or None (and no ``dst``) for a format that takes no text. Raises FormatError."""
-    with src.open("rb") as source:
+def embed_file(src: Path | bytes, dst: Path, record: ImageRecord) -> tuple[int, str] | None:
+    """Write ``src`` (a file, or the image itself) with ``record`` embedded to ``dst``,
+    fsynced; its size and SHA-256, or None (and no ``dst``) for a format that takes no
+    text. Raises FormatError."""
+    with io.BytesIO(src) if isinstance(src, bytes) else src.open("rb") as source:
         kind = sniff(source.read(12))
         source.seek(0)
         if kind not in ("png", "jpeg"):
@@ -85,20 +87,34 @@ def embed_file(src: Path, dst: Path, record: ImageRecord) -> tuple[int, str] | N
     return sink.size, sink.sha256
 
 
+def _write_synced(path: Path, data: bytes) -> None:
+    try:
+        with path.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 def finish_image(temp: Path, final: Path, record: ImageRecord, *, server_bytes: int,
-                 server_sha256: str, embed: bool = True, caption: bool = False) -> Written:
+                 server_sha256: str, embed: bool = True, caption: bool = False,
+                 data: bytes | None = None) -> Written:
     """Put the downloaded ``temp`` in place as ``final``, with metadata when ``embed``;
     write ``<final>.txt`` with the prompt when ``caption``. Blocking.
 
-    ``temp`` is consumed. The image is fsynced; its name, like any image's, is made
-    durable by the next directory sync, or found missing and fetched again on resume.
+    ``temp`` is consumed; ``data`` is the image instead when the download kept it in
+    memory (nothing at ``temp``): it is then written once, straight to its staged file.
+    The image is fsynced; its name, like any image's, is made durable by the next
+    directory sync, or found missing and fetched again on resume.
     """
     written: tuple[int, str] | None = None
     embedded = False
     if embed:
         staged = temp.with_name(temp.name + ".meta")
         try:
-            written = embed_file(temp, staged, record)
+            written = embed_file(temp if data is None else data, staged, record)
         except FormatError as exc:
             log.warning("item %s: no metadata embedded (%s); image kept as the server sent it",
                         record.item_id, exc)
@@ -107,6 +123,8 @@ def finish_image(temp: Path, final: Path, record: ImageRecord, *, server_bytes: 
             temp.unlink(missing_ok=True)
             embedded = True
     if written is None:
+        if data is not None:
+            _write_synced(temp, data)
         os.replace(temp, final)
         written = (server_bytes, server_sha256)
     if caption:

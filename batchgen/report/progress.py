@@ -41,7 +41,8 @@ def context_snapshot(ctx: JobContext, *, total: int, started: float) -> RunSnaps
     return RunSnapshot(
         elapsed_s=now - started, wall=ctx.clock.wall(), total=total,
         completed=c.completed + c.skipped_done, failed=c.failed + c.skipped_failed,
-        in_flight=c.in_flight, completed_this_run=c.completed, failed_this_run=c.failed,
+        in_flight=c.in_flight, in_flight_target=ctx.inflight.target(),
+        completed_this_run=c.completed, failed_this_run=c.failed,
         images=c.images, submits=c.accepted, polls=c.polls,
         rate_limited=c.rate_limited, retries=c.retries, in_doubt=c.in_doubt,
         credits_spent=c.cost, credits_reserved=ctx.budget.reserved,
@@ -55,7 +56,8 @@ def figures(snap: RunSnapshot, bounds: Bounds) -> dict[str, Any]:
     """What a progress line says, as a JSON-ready dict."""
     eta = estimate(snap, bounds)
     return {"total": snap.total, "done": snap.completed, "failed": snap.failed,
-            "in_flight": snap.in_flight, "queued": snap.queued,
+            "in_flight": snap.in_flight, "in_flight_target": snap.in_flight_target,
+            "queued": snap.queued,
             "images_per_min": round(snap.images_per_min, 3),
             "eta_s": None if eta.seconds is None else round(eta.seconds, 1),
             "eta_left": eta.left, "eta_bound": eta.bound, "paused_s": round(eta.paused_s, 1),
@@ -98,8 +100,8 @@ class Progress:
     def line(self, f: dict[str, Any] | None = None) -> str:
         f = f or self.figures()
         return (f"done {f['done']}/{f['total']}, failed {f['failed']}, in flight "
-                f"{f['in_flight']}, queued {f['queued']}, {f['images_per_min']:.1f} images/min,"
-                f" {eta_text(f)}, credits {f['credits']:.4g}")
+                f"{f['in_flight']} (target {f['in_flight_target']}), queued {f['queued']}, "
+                f"{f['images_per_min']:.1f} images/min, {eta_text(f)}, credits {f['credits']:.4g}")
 
     async def run(self) -> None:
         if self.interactive:
@@ -138,7 +140,8 @@ class Progress:
         f = self.figures()
         self._bar.n = f["done"] + f["failed"]
         self._bar.set_postfix_str(
-            f"failed {f['failed']}, in flight {f['in_flight']}, queued {f['queued']}, "
+            f"failed {f['failed']}, in flight {f['in_flight']}/{f['in_flight_target']}, "
+            f"queued {f['queued']}, "
             f"{f['images_per_min']:.0f} img/min, {eta_text(f)}, credits {f['credits']:.4g}",
             refresh=False,
         )

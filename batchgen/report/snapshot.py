@@ -36,6 +36,7 @@ class RunSnapshot:
     completed: int  # items done, earlier runs included
     failed: int  # items failed, earlier runs included
     in_flight: int  # jobs started and not finished
+    in_flight_target: int = 0  # how many may be (engine/inflight.py)
     completed_this_run: int = 0
     failed_this_run: int = 0
     started_new: int = 0  # new items posted this run: what --max-items counts

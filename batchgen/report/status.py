@@ -51,6 +51,8 @@ def read_status(out: Path, *, now: float | None = None) -> dict[str, Any]:
         "eta_s": None if eta is None else eta.seconds,
         "eta_bound": None if eta is None else eta.bound,
         "report": (summary or {}).get("report"),
+        # The last finished run's in-flight target and why (summary.json).
+        "concurrency": (summary or {}).get("concurrency"),
     }
 
 
@@ -130,6 +132,10 @@ def describe_status(report: dict[str, Any]) -> str:
         bound = report.get("eta_bound")
         lines.append(f"ETA {format_duration(report['eta_s'])}"
                      + (f" (bounded by {bound})" if bound else ""))
+    concurrency = report.get("concurrency")
+    if concurrency:
+        lines.append(f"last run's in-flight target: {concurrency['why']}; peak in flight "
+                     f"{concurrency['peak_in_flight']}")
     if report.get("report"):
         lines += ["", "last run's report:", report_text(report["report"])]
     return "\n".join(lines)

@@ -133,6 +133,8 @@ def build_summary(cfg: RunConfig, ctx: JobContext, *, counts: dict[str, int],
             "inference_time_p95": percentile(c.inference_times.values, 0.95),
         },
         "rate": {"rpm_limit": cfg.rpm, "rpm_at_end": ctx.gate.limiter.current_rpm},
+        # The in-flight target at the end and why (engine/inflight.py), with its peaks.
+        "concurrency": ctx.inflight.summary(),
     }
 
 

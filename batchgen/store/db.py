@@ -7,7 +7,8 @@ are views written from it. Every SQL statement of batchgen is in this package:
 (read-only queries for status, reports and the gallery).
 
 Writes are grouped: callers queue an operation and wait; whoever finds no commit in
-progress becomes the writer, takes every queued operation and applies them in one
+progress becomes the writer, waits ``group_window_s`` for others to join (a run's
+store: GROUP_WINDOW_S), takes every queued operation and applies them in one
 transaction in a worker thread, shielded from cancellation. The event loop never
 blocks on disk, and a burst of updates costs one fsync. An operation reports a refused
 change by its return value, never by raising, so one item's illegal transition cannot
@@ -35,6 +36,11 @@ from batchgen.errors import StoreError
 
 # Parameters in one statement: SQLite before 3.32 allows 999.
 MAX_PARAMS = 500
+# A run's writes wait this long for others to share their commit (PostgreSQL's
+# commit_delay): at 64 jobs in flight, 2.6 thread hand-offs and fsynced commits an item
+# instead of 4.0, and 9% less CPU an item (issue 12, measured); a few milliseconds
+# against job times of seconds.
+GROUP_WINDOW_S = 0.005
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -120,17 +126,21 @@ class Database:
     """Async access to the checkpoint. Open with ``Database.open(path)``; close with
     ``aclose``."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *,
+                 group_window_s: float = 0.0) -> None:
         self.path = path
         self._conn = conn
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._writing = False
+        self._group_window_s = group_window_s
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, *, group_window_s: float = 0.0) -> Database:
+        """``group_window_s``: how long a write waits for others to share its commit (a
+        run passes GROUP_WINDOW_S; 0 commits at once)."""
         conn = await anyio.to_thread.run_sync(connect, path)
-        return cls(conn, path)
+        return cls(conn, path, group_window_s=group_window_s)
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -150,6 +160,8 @@ class Database:
             self._writing = True
             try:
                 with anyio.CancelScope(shield=True):
+                    if self._group_window_s:
+                        await anyio.sleep(self._group_window_s)
                     while self._queue:
                         batch, self._queue = self._queue, []
                         await anyio.to_thread.run_sync(self._apply, batch)
