@@ -31,28 +31,27 @@ def test_parse_duration_rejects(text: str) -> None:
         cli.parse_duration(text)
 
 
-def test_next_clock_time_is_the_nearest() -> None:
-    """--stop-submitting-at HH:MM means the nearest such local time: tomorrow's for a
-    start the evening before, today's passed one for a start just after it."""
-    evening = datetime(2026, 11, 25, 23, 0).timestamp()
-    assert datetime.fromtimestamp(cli.next_clock_time("06:30", evening)) == datetime(
-        2026, 11, 26, 6, 30)
-    assert datetime.fromtimestamp(cli.next_clock_time("23:30", evening)) == datetime(
-        2026, 11, 25, 23, 30)
-    late = datetime(2026, 11, 26, 7, 5).timestamp()
-    assert datetime.fromtimestamp(cli.next_clock_time("07:00", late)) == datetime(
-        2026, 11, 26, 7, 0)
-    after_boot = datetime(2026, 11, 26, 9, 0).timestamp()
-    assert datetime.fromtimestamp(cli.next_clock_time("07:00", after_boot)) == datetime(
-        2026, 11, 26, 7, 0)
-    afternoon = datetime(2026, 11, 26, 18, 30).timestamp()
-    assert datetime.fromtimestamp(cli.next_clock_time("07:00", afternoon)) == datetime(
-        2026, 11, 27, 7, 0)
-    just_after_midnight = datetime(2026, 11, 26, 0, 30).timestamp()
-    assert datetime.fromtimestamp(cli.next_clock_time("23:30", just_after_midnight)) == \
-        datetime(2026, 11, 25, 23, 30)
+@pytest.mark.parametrize(
+    ("now", "text", "expected"),
+    [
+        (datetime(2026, 11, 25, 23, 0), "06:30", datetime(2026, 11, 26, 6, 30)),  # overnight
+        (datetime(2026, 11, 25, 23, 0), "23:30", datetime(2026, 11, 25, 23, 30)),
+        (datetime(2026, 11, 26, 7, 5), "07:00", datetime(2026, 11, 26, 7, 0)),  # late start
+        (datetime(2026, 11, 26, 9, 0), "07:00", datetime(2026, 11, 26, 7, 0)),  # after a boot
+        (datetime(2026, 11, 26, 18, 30), "07:00", datetime(2026, 11, 27, 7, 0)),  # evening
+        (datetime(2026, 11, 26, 0, 30), "23:30", datetime(2026, 11, 25, 23, 30)),
+    ],
+)
+def test_next_clock_time_is_the_nearest(now: datetime, text: str, expected: datetime) -> None:
+    """--stop-submitting-at HH:MM: the coming such local time, unless the last one passed
+    less than 6 hours ago (a late start finds it passed)."""
+    assert datetime.fromtimestamp(cli.next_clock_time(text, now.timestamp())) == expected
+
+
+def test_next_clock_time_refuses_a_non_time() -> None:
+    """25:00 is no time of day: a usage error."""
     with pytest.raises(UsageError):
-        cli.next_clock_time("25:00", evening)
+        cli.next_clock_time("25:00", datetime(2026, 11, 25, 23, 0).timestamp())
 
 
 async def test_a_late_start_past_the_stop_time_submits_nothing(
