@@ -21,12 +21,8 @@ from batchgen.engine.follow import BACKOFF, PROMPT, poll_until_done
 from batchgen.engine.gate import Gate
 from batchgen.engine.inflight import InFlight
 from batchgen.engine.runstate import Counters, DurationEstimate, StopSwitch
-from batchgen.engine.submit import submit
 from batchgen.engine.twins import BodyLocks
-from batchgen.errors import BadResponseError, RateLimitedError, RejectedError
 from batchgen.lifecycle import Lifecycle
-from batchgen.manifest.item import Item
-from batchgen.store.db import Database
 from batchgen.store.items import ItemStore
 
 
@@ -197,96 +193,6 @@ def test_outputs_of(result: dict[str, Any], expected: tuple[Output, ...]) -> Non
     assert outputs_of(result) == expected
 
 
-SMALL = Item("s", "sd1.5-epicrealism", {"prompt": "s"}, "m.yaml", 1)
-BIG = Item("b", "sd1.5-epicrealism", {"prompt": "b", "num_inference_steps": 40,
-                                      "img_width": 1024, "img_height": 1024, "samples": 2},
-           "m.yaml", 2)
-
-
-async def test_budget_holds_one_unpriced_job_at_a_time() -> None:
-    """Until a price is known, a second reservation waits for the first job to end."""
-    budget = Budget(1.0)
-    first = await budget.reserve(SMALL)
-    assert first is not None and first.unpriced
-    second_done = anyio.Event()
-
-    async def second() -> None:
-        await budget.reserve(SMALL)
-        second_done.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(second)
-        await settle()
-        assert not second_done.is_set()
-        budget.charge(SMALL, 0.3)
-        budget.release(first)
-    assert second_done.is_set()
-    assert budget.reserved == pytest.approx(0.3)
-
-
-async def test_budget_refuses_past_the_cap() -> None:
-    """A reservation that spent credits alone would take past the cap is refused."""
-    budget = Budget(1.0, paid=[(SMALL.model, SMALL.params, 0.2)])
-    budget.charge(SMALL, 0.4)
-    assert await budget.reserve(SMALL) is not None
-    budget.charge(SMALL, 0.5)
-    assert await budget.reserve(SMALL) is None  # spent 0.9, and a job costs about 0.3
-
-
-async def test_budget_prices_a_job_by_its_own_parameters() -> None:
-    """Learned from small jobs, a big job (twice the steps, four times the pixels, two
-    samples) is not priced as a small one: with nothing to tell per-image from per-GPU
-    pricing apart, the dearer reading holds."""
-    budget = Budget(10.0, paid=[(SMALL.model, SMALL.params, 0.01)] * 3)
-    assert budget.price(SMALL) == pytest.approx(0.01)
-    assert budget.price(BIG) == pytest.approx(0.01 * 2 * 4 * 2)
-
-
-async def test_budget_learns_which_pricing_fits() -> None:
-    """Once jobs of different sizes were paid, the model that explains them is used."""
-    per_image = Budget(10.0, paid=[(SMALL.model, SMALL.params, 0.01),
-                                   (BIG.model, BIG.params, 0.02)])
-    assert per_image.price(BIG) == pytest.approx(0.02)
-
-
-async def test_budget_frees_a_failed_jobs_reservation() -> None:
-    """A submit that in-flight reservations keep out waits; a job that ends FAILED (not
-    billed) frees its reservation, and the waiting submit goes ahead."""
-    budget = Budget(0.4, paid=[(SMALL.model, SMALL.params, 0.2)])
-    first = await budget.reserve(SMALL)
-    second = await budget.reserve(SMALL)
-    assert first is not None and second is not None
-    third: list[object] = []
-
-    async def wait_for_room() -> None:
-        third.append(await budget.reserve(SMALL))
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(wait_for_room)
-        await settle()
-        assert third == []  # 0.4 of 0.4 reserved
-        budget.release(first)  # its job FAILED: nothing spent
-    assert third and third[0] is not None
-    assert budget.spent == 0.0 and budget.reserved == pytest.approx(0.4)
-
-
-async def test_budget_known_price_needs_no_wait() -> None:
-    """With a price known from earlier runs, many jobs may be in flight at once."""
-    budget = Budget(1.0, paid=[(SMALL.model, SMALL.params, 0.1)])
-    reservations = [await budget.reserve(SMALL) for _ in range(5)]
-    assert all(r is not None and not r.unpriced for r in reservations)
-
-
-async def test_budget_stops_waiting_when_no_price_is_reported() -> None:
-    """A model whose results carry no cost does not keep the run to one job at a time."""
-    budget = Budget(1.0)
-    first = await budget.reserve(SMALL)
-    assert first is not None and first.unpriced
-    budget.unpriced_job_done(SMALL)
-    with anyio.fail_after(1):
-        assert await budget.reserve(SMALL) is not None
-
-
 def test_estimate_prefers_server_times() -> None:
     """The duration estimate learns total_time (or queue + inference), not our measure."""
     estimate = DurationEstimate(5.0)
@@ -297,92 +203,6 @@ def test_estimate_prefers_server_times() -> None:
     assert estimate.expected_s() == 12.0
     assert estimate.expected_s(0.9) == 14.0
     assert estimate.inference_s() == 10.0
-
-
-ITEM = Item("a", "sd1.5-epicrealism", {"prompt": "a"}, "m.yaml", 1)
-
-
-async def submit_on(clock: ManualClock, api: Any, tmp_path: Path,
-                    step_s: float) -> tuple[Any, Any, JobContext]:
-    """Submit ITEM through a real store on the manual clock: its outcome, stored row and
-    the context it ran in."""
-    db = await Database.open(tmp_path / "state.db")
-    items = ItemStore(db)
-    rt = context(clock, api, tmp_path, expected_s=1.0, items=items)
-    finished = anyio.Event()
-    outcome: list[Any] = []
-
-    async def go() -> None:
-        await items.add([ITEM], 0.0)
-        outcome.append(await submit(rt, ITEM))
-        finished.set()
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(drive, clock, step_s, finished)
-            tg.start_soon(go)
-        record = await items.get(ITEM.id)
-    finally:
-        await db.aclose()
-    return outcome[0], record, rt
-
-
-class RateLimitedOnce:
-    """A submit endpoint that answers 429 (reset in 5 s) once, then accepts."""
-
-    base_url = "http://api"
-    server_offset_s = None
-
-    def __init__(self, clock: ManualClock) -> None:
-        self.clock = clock
-        self.posted_at: list[float] = []
-
-    async def submit(self, model: str, params: dict[str, Any]) -> Submitted:
-        self.posted_at.append(self.clock.now())
-        if len(self.posted_at) == 1:
-            raise RateLimitedError("slow down", retry_after_s=5.0)
-        return Submitted(request_id="r1", status_url="http://api/s",
-                         response_url="http://api/r", raw={})
-
-
-async def test_429_pauses_and_retries_after_the_reset(tmp_path: Path) -> None:
-    """A 429 on submit pauses sending until the server's reset, then the submit goes through."""
-    clock = ManualClock()
-    api = RateLimitedOnce(clock)
-    outcome, record, rt = await submit_on(clock, api, tmp_path, 0.5)
-    assert outcome is not None
-    assert rt.counters.rate_limited == 1
-    assert len(api.posted_at) == 2
-    assert api.posted_at[1] - api.posted_at[0] >= 5.0
-    assert rt.counters.submit_attempts == 2 and rt.counters.accepted == 1
-    assert record.state == "submitted" and record.submits == 2
-
-
-class Refusing:
-    """A submit endpoint that refuses the body (HTTP 400)."""
-
-    base_url = "http://api"
-    server_offset_s = None
-
-    def __init__(self) -> None:
-        self.posts = 0
-
-    async def submit(self, model: str, params: dict[str, Any]) -> Submitted:
-        self.posts += 1
-        raise RejectedError("samples: must be at most 4", status=400)
-
-
-async def test_400_fails_the_item_with_the_message(tmp_path: Path) -> None:
-    """A 400 is not retried: the item fails as 'rejected' with the server's message."""
-    clock = ManualClock()
-    api = Refusing()
-    outcome, record, _ = await submit_on(clock, api, tmp_path, 1.0)
-    assert outcome is None
-    assert api.posts == 1
-    assert record is not None and record.state == "failed"
-    assert record.error_class == "rejected"
-    assert "must be at most 4" in (record.last_error or "")
-    assert record.submits == 1
 
 
 async def test_rate_scope_all_paces_polls(tmp_path: Path) -> None:
@@ -411,37 +231,3 @@ def test_progress_figures(tmp_path: Path) -> None:
     # 32 items finished by this run in 60 s; 50 queued and 8 in flight are left.
     assert figures["eta_s"] == pytest.approx(58 / 32 * 60, abs=0.1)
     assert "in flight 8 (target " in progress.line() and "queued 50" in progress.line()
-
-
-class UnreadableThenFine:
-    """A submit whose first 2xx answer cannot be read; the history knows of no job."""
-
-    base_url = "http://api"
-    server_offset_s = None
-
-    def __init__(self) -> None:
-        self.posts = 0
-        self.history_pages = 0
-
-    async def submit(self, model: str, params: dict[str, Any]) -> Submitted:
-        self.posts += 1
-        if self.posts == 1:
-            raise BadResponseError("answer is not JSON", status=200)
-        return Submitted(request_id="r2", status_url="http://api/s", response_url="http://api/r",
-                         raw={})
-
-    async def history_page(self, **query: Any) -> list[dict[str, Any]]:
-        self.history_pages += 1
-        return []
-
-
-async def test_unreadable_submit_answer_is_in_doubt(tmp_path: Path) -> None:
-    """A 2xx submit answer without a request id is in doubt: looked up, then resent, counted."""
-    clock = ManualClock()
-    api = UnreadableThenFine()
-    outcome, record, rt = await submit_on(clock, api, tmp_path, 1.0)
-    assert outcome is not None and outcome[0].request_id == "r2"
-    assert api.history_pages >= 1
-    assert rt.counters.in_doubt == 1
-    assert rt.counters.possible_duplicates == 1
-    assert record is not None and record.in_doubt == 1 and record.submits == 2
