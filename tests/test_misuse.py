@@ -203,3 +203,32 @@ async def test_a_checkpoint_lost_with_jobs_in_flight_pays_for_none_twice(
     assert stats["duplicate_bodies"] == 0
     assert stats["submits_accepted"] == 40
     assert len(results(out)) == 40
+
+
+async def test_literal_braces_survive_failed_jsonl_and_import(
+    local_server: StartServer, tmp_path: Path
+) -> None:
+    """A prompt with escaped template characters is written to failed.jsonl and read back
+    by `import` as it was sent (expand: none): the same ids, the same prompts."""
+    from batchgen.cli import images
+    from batchgen.manifest.reader import ManifestReader
+
+    server = await local_server()
+    manifest = write_manifest(tmp_path / "m.yaml", (
+        "items:\n"
+        "  - {id: lit, prompt: 'a still life, \\{studio light\\}, \\_\\_init\\_\\_ [[fail]]'}\n"
+        "  - {id: two, prompt: 'a still life, \\{studio light\\}, 100\\% \\{a\\|b\\}'}\n"))
+    out = tmp_path / "out"
+    await run(server, manifest, out)
+    sent = {line["id"]: line["params"]["prompt"] for line in results(out)}
+    failed = list(ManifestReader(out / "failed.jsonl").items())
+    assert [(i.id, i.params["prompt"]) for i in failed] == [
+        (key, sent[key]) for key in sent if key.startswith("lit")]
+    parser = __import__("argparse").ArgumentParser()
+    images.register(parser.add_subparsers())
+    imported = tmp_path / "imported.jsonl"
+    ns = parser.parse_args(["import", str(out / "images"), "-o", str(imported)])
+    assert ns.handler(ns) == 0
+    back = list(ManifestReader(imported).items())
+    done = {key: value for key, value in sent.items() if not key.startswith("lit")}
+    assert {i.id: i.params["prompt"] for i in back} == done

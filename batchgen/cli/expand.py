@@ -11,7 +11,7 @@ from batchgen.cli.output import complain, say
 from batchgen.cli.validate import add_manifest_arguments, manifest_reader, show_problems
 from batchgen.exits import EXIT_OK, EXIT_USAGE
 from batchgen.manifest.item import Item
-from batchgen.manifest.templates import TEMPLATE_FIELDS, is_template
+from batchgen.manifest.templates import TEMPLATE_FIELDS, as_sent
 
 
 def register(sub: Any) -> None:
@@ -48,6 +48,4 @@ def _line(item: Item) -> dict[str, Any]:
     line: dict[str, Any] = {"id": item.id, "model": item.model}
     line.update((k, item.params[k]) for k in TEMPLATE_FIELDS if k in item.params)
     line.update(item.params)
-    if any(isinstance(line.get(k), str) and is_template(line[k]) for k in TEMPLATE_FIELDS):
-        line["expand"] = "none"
-    return line
+    return as_sent(line)

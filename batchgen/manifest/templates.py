@@ -44,6 +44,15 @@ def is_template(text: str) -> bool:
     return "{" in text or "__" in text
 
 
+def as_sent(line: dict[str, Any]) -> dict[str, Any]:
+    """A manifest line of a prompt as it was sent: marked ``expand: none`` when its text
+    would otherwise be read as a template (braces, ``__``), so reading it back gives the
+    same item, id and parameters."""
+    if any(isinstance(line.get(k), str) and is_template(line[k]) for k in TEMPLATE_FIELDS):
+        line["expand"] = "none"
+    return line
+
+
 class TemplateError(Exception):
     """A template that cannot be expanded; the message says why."""
 

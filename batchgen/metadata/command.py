@@ -15,6 +15,7 @@ from pathlib import Path
 
 from batchgen.errors import UsageError
 from batchgen.manifest.schema import DEFAULT_MODEL
+from batchgen.manifest.templates import as_sent
 from batchgen.metadata.importer import Imported, Skipped, import_images
 from batchgen.output.files import write_atomic
 from batchgen.output.results import dumps_line
@@ -54,7 +55,7 @@ def main(ns: argparse.Namespace) -> int:
         if isinstance(result, Skipped):
             skipped.append(result)
         else:
-            lines += [_comment(result), dumps_line(result.line)]
+            lines += [_comment(result), dumps_line(as_sent(result.line))]
     for entry in skipped:
         print(f"skipped {entry.path}: {entry.reason}", file=sys.stderr)
     items = len(lines) // 2

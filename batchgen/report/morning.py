@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from batchgen.manifest.templates import as_sent
 from batchgen.output.files import write_atomic
 from batchgen.report.logs import fields
 from batchgen.store import views
@@ -79,7 +80,7 @@ def failed_lines(row: FailedRow) -> str:
     # The prompt first, for people who read the file; the reader ignores key order.
     first = {"prompt": row.params["prompt"]} if "prompt" in row.params else {}
     item = {"id": row.id, "model": row.model, **first, **row.params}
-    text = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(as_sent(item), ensure_ascii=False, separators=(",", ":"))
     paid = _WARNINGS.get(row.error_class or "", "")
     return f"# {label}: {message}\n{paid}{text}\n"
 
