@@ -172,3 +172,25 @@ async def test_status_eta_is_the_live_runs_own(tmp_path: Path, max_items: int | 
     assert report["eta_s"] == pytest.approx(seconds)
     assert report["eta_bound"] == bound
     assert f"ETA {format_duration(seconds)}" in describe_status(report)
+
+
+async def test_status_of_a_live_streamed_run_counts_the_whole_manifest(tmp_path: Path) -> None:
+    """A JSONL run reads its manifest into the store as it goes: status takes the
+    validated size the run recorded, not the rows read so far, for what is left."""
+    clock = ManualClock(wall_start=NOW)
+    out = tmp_path / "out"
+    db = await Database.open(out / ".batchgen" / "state.db")
+    try:
+        store = ItemStore(db)
+        life = Lifecycle(store.transition, Counters(), clock)
+        items = [Item(f"i{n:03d}", "sd1.5-epicrealism", {"prompt": f"p{n}"}, "m", n)
+                 for n in range(20)]  # read so far, of 1,000
+        await store.add(items, clock.wall())
+        await start_run(db, manifest="m", manifest_hash="h", now=clock.wall(), pid=1,
+                        options={"manifest_items": 1000})
+        await _finish(life, clock, items[:10], seconds=6.0)  # 10 a minute
+    finally:
+        await db.aclose()
+    with hold(out / ".batchgen", out):
+        report = read_status(out, now=clock.wall())
+    assert report["eta_s"] == pytest.approx(990 * 6.0)

@@ -231,3 +231,22 @@ def test_invalid_manifest_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     manifest = write_manifest(tmp_path / "m.yaml", "items:\n  - {prompt: a, samples: 9}\n")
     assert cli.main(["plan", str(manifest), "-o", str(tmp_path / "out")]) == 2
     assert "samples" in capsys.readouterr().err
+
+
+async def test_plan_beside_a_live_run_takes_its_rate(tmp_path: Path) -> None:
+    """A run still going has no summary yet: plan takes the --rpm it was given."""
+    from batchgen.report.plan import rate
+    from batchgen.store.db import Database
+    from batchgen.store.planning import PlanStore
+    from batchgen.store.runs import start_run
+
+    db_path = tmp_path / "out" / ".batchgen" / "state.db"
+    db = await Database.open(db_path)
+    try:
+        await start_run(db, manifest="m", manifest_hash="h", now=0.0, pid=1,
+                        options={"rpm": 1_000_000})
+    finally:
+        await db.aclose()
+    with PlanStore(db_path) as store:
+        found = rate(rpm=None, scope="submits", summaries=store.summaries(5))
+    assert found.rpm == 1_000_000 and "--rpm" in found.rpm_source

@@ -71,6 +71,8 @@ class _Reader:
         self.send = send
         self.harvests = harvests
         self.started_left = 0
+        # Completed items whose touched files the hashes vouched for, this chunk.
+        self.refreshed: dict[str, list[dict[str, object]]] = {}
 
     async def run(self, reader: ManifestReader) -> None:
         ctx = self.ctx
@@ -105,6 +107,8 @@ class _Reader:
                 elif record is not None and _changed(item, record):
                     record = await self._changed(item, record)
                 await self._route(item, record, checked)
+            await ctx.items.refresh_files(self.refreshed)  # one commit for the chunk
+            self.refreshed = {}
 
     async def _changed(self, item: Item, record: ItemRecord) -> ItemRecord | None:
         """The manifest changed this item's parameters: generate it again (the old images
@@ -146,7 +150,7 @@ class _Reader:
         elif record.state == COMPLETED and checked.get(item.id) is not None:
             ctx.counters.skipped_done += 1
             if checked[item.id] != record.files:  # hashes vouched for touched files
-                await ctx.items.refresh_files(item.id, list(checked[item.id] or []))
+                self.refreshed[item.id] = list(checked[item.id] or [])
         else:
             if record.state == COMPLETED:
                 await ctx.life.fire("lost", item, message="an image is missing or changed",

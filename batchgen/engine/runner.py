@@ -82,7 +82,9 @@ async def _run_locked(cfg: RunConfig, clock: Clock, reader: ManifestReader, item
                     "are counted as not in the manifest", cfg.out, before, cfg.manifest,
                     extra={"event": "run.other_manifest"})
     items.run_id = await start_run(items.db, manifest=str(cfg.manifest),
-                                   manifest_hash=digest, options=options_of(cfg),
+                                   manifest_hash=digest,
+                                   options={**options_of(cfg),
+                                            "manifest_items": reader.requests or None},
                                    now=started, pid=os.getpid())
     ctx: JobContext | None = None
     # The validation pass counted the whole manifest; a run stopped early reads less.

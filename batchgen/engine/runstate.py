@@ -103,6 +103,7 @@ class Counters:
     resumed_jobs: int = 0
     in_doubt: int = 0
     adopted: int = 0
+    adopted_own: int = 0  # ... of them, jobs this run's own POSTs created
     possible_duplicates: int = 0
     expired: int = 0
     recovered_from_history: int = 0

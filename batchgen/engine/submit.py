@@ -57,6 +57,7 @@ async def submit(ctx: JobContext, item: Item) -> tuple[Submitted, Reservation] |
         if outcome == "doubt":
             found = await doubt.resolve(ctx, item)
             if isinstance(found, Submitted):
+                ctx.counters.adopted_own += 1  # this run's POST made it: a submit of this run
                 return found, Reservation()
             if found is None:
                 return None

@@ -66,7 +66,10 @@ def _eta(snap: views.Snapshot, now: float) -> Eta | None:
     options = _load_options(run.get("options"))
     max_items = options.get("max_items")
     figures = RunSnapshot(
-        elapsed_s=now - run["started_at"], wall=now, total=sum(counts.values()),
+        # A streamed manifest is read into the store as the run goes: its validated size
+        # is the total.
+        elapsed_s=now - run["started_at"], wall=now,
+        total=max(sum(counts.values()), _int(options.get("manifest_items"))),
         completed=counts.get(lc.COMPLETED, 0), failed=counts.get(lc.FAILED, 0),
         in_flight=sum(counts.get(state, 0) for state in lc.STARTED),
         completed_this_run=mine.completed, failed_this_run=mine.failed,
@@ -77,6 +80,10 @@ def _eta(snap: views.Snapshot, now: float) -> Eta | None:
         deadline_wall=float(deadline) if isinstance(deadline, int | float) else None))
     seconds = None if eta.seconds is None else float(round(eta.seconds, 1))
     return Eta(eta.left, seconds, eta.bound, eta.paused_s)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _load_options(text: object) -> dict[str, Any]:

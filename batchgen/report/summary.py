@@ -94,7 +94,9 @@ def build_summary(cfg: RunConfig, ctx: JobContext, *, counts: dict[str, int],
             "skipped_failed": c.skipped_failed,
             "resumed_jobs": c.resumed_jobs,
             "redownloads": c.redownloads,
-            "submits": c.accepted + c.adopted,  # jobs the API accepted, adopted ones too
+            # Jobs the API accepted from this run's POSTs, the ones adopted after a lost
+            # answer too (not those of earlier runs adopted on resume).
+            "submits": c.accepted + c.adopted_own,
             "submit_attempts": c.submit_attempts,
             "images": c.images,
             "image_bytes": c.image_bytes,

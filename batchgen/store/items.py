@@ -158,14 +158,17 @@ class ItemStore:
             (self.run_id,)).fetchall())
         return {state: n for state, n in rows}
 
-    async def refresh_files(self, item_id: str, files: list[dict[str, Any]]) -> None:
-        """Record the files' new modification times after their hashes were checked."""
+    async def refresh_files(self, files: Mapping[str, list[dict[str, Any]]]) -> None:
+        """Record the files' new modification times after their hashes were checked, for
+        items by id, in one transaction."""
+        rows = [(json.dumps(entries), item_id, COMPLETED.value)
+                for item_id, entries in files.items()]
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE items SET files = ? WHERE id = ? AND state = ?",
-                         (json.dumps(files), item_id, COMPLETED.value))
+            conn.executemany("UPDATE items SET files = ? WHERE id = ? AND state = ?", rows)
 
-        await self.db.write(op)
+        if rows:
+            await self.db.write(op)
 
     async def lookup(self, ids: Sequence[str]) -> dict[str, ItemRecord]:
         """The stored rows of ``ids`` that exist."""

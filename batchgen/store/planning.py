@@ -104,15 +104,19 @@ class PlanStore:
                 for row in rows]
 
     def summaries(self, limit: int) -> list[dict[str, Any]]:
-        """The summaries of the last runs that ended, newest first."""
-        rows = self._rows("SELECT summary FROM runs WHERE summary IS NOT NULL"
-                          " ORDER BY id DESC LIMIT ?", [limit])
+        """The summaries of the last runs, newest first. A run still going (or killed) has
+        none yet: it stands in with the rate it was given."""
+        rows = self._rows("SELECT summary, options FROM runs ORDER BY id DESC LIMIT ?",
+                          [limit])
         found = []
         for row in rows:
             try:
-                value = json.loads(row["summary"])
+                value = json.loads(row["summary"] or "null")
+                options = json.loads(row["options"] or "{}")
             except ValueError:
                 continue
+            if value is None and isinstance(options, dict) and options.get("rpm"):
+                value = {"rate": {"rpm_limit": options["rpm"]}}
             if isinstance(value, dict):
                 found.append(value)
         return found
