@@ -394,3 +394,13 @@ def test_history_rows_unusable(body: object) -> None:
 def test_excerpt(text: str, expected: str) -> None:
     """Error excerpts are single-line, tag-free and never hold the key."""
     assert excerpt(text, "SG_x") == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.25, 0.25), ("0.25", 0.25), ("n/a", None),
+                                                 (None, None), (True, None)])
+def test_history_cost_as_number_or_text(value: Any, expected: float | None) -> None:
+    """credits_deduction is read as a number, or a number sent as text (undocumented)."""
+    from batchgen.api.results import HistoryRow
+
+    row = HistoryRow.parse({"request_id": "r", "credits_deduction": value})
+    assert row is not None and row.cost == expected

@@ -369,3 +369,6 @@ async def test_a_duplicate_charge_is_counted_in_the_credits(local_server: StartS
     assert summary["credits"]["spent_this_run"] == pytest.approx(0.5)
     assert summary["credits"]["duplicates"] == pytest.approx(0.25)
     assert accepted(server) == 2
+    from batchgen.report.status import read_status
+
+    assert read_status(tmp_path / "out")["credits_spent"] == pytest.approx(0.5)

@@ -32,17 +32,6 @@ class PaidRequest:
     cost: float
 
 
-def _cost(raw: dict[str, Any], row: HistoryRow) -> float | None:
-    """The row's cost; a number sent as text is read too (the type is not documented)."""
-    if row.cost is not None:
-        return row.cost
-    text = raw.get("credits_deduction")
-    try:
-        return float(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-
-
 async def paid_requests(client: ApiClient, *, model: str, today: date,
                         want: int = 500) -> list[PaidRequest]:
     """Up to ``want`` of the newest completed requests of ``model`` in the last 30 days,
@@ -60,7 +49,7 @@ async def paid_requests(client: ApiClient, *, model: str, today: date,
             if row is None or row.request_id in seen:
                 continue
             seen.add(row.request_id)
-            cost = _cost(raw, row)
+            cost = row.cost
             # The filter on model_name may match by part of the name: check it again.
             if (row.status not in ("", "COMPLETED") or row.body is None or cost is None
                     or (row.model is not None and row.model != model)):

@@ -133,6 +133,17 @@ def parse_when(value: Any) -> float | None:
     return moment.timestamp()
 
 
+def _amount(value: Any) -> float | None:
+    """A cost as the history sends it: a number, or a number as text (its type is not
+    documented)."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return number(value)
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryRow:
     """One row of the account history (API-FACTS, "Account history")."""
@@ -166,7 +177,7 @@ class HistoryRow:
             model=model if isinstance(model, str) else None,
             status=str(row.get("model_status") or row.get("status") or "").upper(),
             body=body if isinstance(body, dict) else None,
-            cost=number(row.get("credits_deduction")),
+            cost=_amount(row.get("credits_deduction")),
             urls=tuple(dict.fromkeys(u for u in urls if isinstance(u, str)
                                      and u.startswith(("http://", "https://")))),
             created_at=parse_when(row.get("created_at")),

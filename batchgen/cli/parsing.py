@@ -128,10 +128,3 @@ def wants_json(argv: Sequence[str]) -> bool:
                                            and argv[index + 1:index + 2] == ["json"]):
             return True
     return False
-
-
-def flag_names(parser: argparse.ArgumentParser) -> list[str]:
-    """Every flag of ``parser`` that its help shows (for tests and docs)."""
-    return [action.option_strings[-1] for action in parser._actions
-            if action.option_strings and action.help is not argparse.SUPPRESS]
-

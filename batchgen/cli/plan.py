@@ -18,8 +18,14 @@ import anyio
 from batchgen import errors
 from batchgen.cli import keys, times
 from batchgen.cli.output import say
-from batchgen.cli.parsing import non_negative_float, positive_float, refuse_key_flags
+from batchgen.cli.parsing import (
+    non_negative_float,
+    positive_float,
+    positive_int,
+    refuse_key_flags,
+)
 from batchgen.cli.run import add_api_flags, api_urls, out_dir
+from batchgen.config import DEFAULT_MAX_EXPANSIONS
 from batchgen.exits import EXIT_OK
 from batchgen.manifest.reader import ManifestReader
 from batchgen.prices import PriceModel, fit, observed
@@ -54,6 +60,8 @@ def register(sub: Any) -> None:
         "neither OUT's finished jobs nor the account history tell the price")
     add("--retry-failed", action="store_true", help="plan as `run --retry-failed` would go")
     add("--keep-changed", action="store_true", help="plan as `run --keep-changed` would go")
+    add("--max-expansions", type=positive_int, default=DEFAULT_MAX_EXPANSIONS, metavar="N",
+        help="the most items one manifest entry may expand to, as for run")
     add("--allow-unknown-params", action="store_true",
         help="send parameters the model schema does not know")
     add("--json", action="store_true", help="print one JSON object")
@@ -66,7 +74,8 @@ def command(ns: argparse.Namespace) -> int:
     out = out_dir(ns)
     submit_for_s = times.parse_duration(ns.submit_for) if ns.submit_for else None
     key = _optional_key(ns.api_key_file, os.environ)
-    reader = ManifestReader(ns.manifest, allow_unknown_params=ns.allow_unknown_params)
+    reader = ManifestReader(ns.manifest, allow_unknown_params=ns.allow_unknown_params,
+                            max_expansions=ns.max_expansions)
     state_dir = out / ".batchgen"
     with PlanStore(state_dir / "state.db") as store:
         tally = planning.tally(reader.items(), store, retry_failed=ns.retry_failed,

@@ -38,8 +38,8 @@ async def finish(ctx: JobContext, *, run_id: int, started: float, manifest_items
             await anyio.to_thread.run_sync(export_results, db, cfg.out)
         counts = await ctx.items.seen_counts()
         stored = sum((await ctx.items.counts()).values())
-        totals = await ctx.items.totals()
-        summary = build_summary(cfg, ctx, counts=counts, stored=stored, totals=totals,
+        spent = await ctx.items.credits_spent()
+        summary = build_summary(cfg, ctx, counts=counts, stored=stored, spent_before=spent,
                                 started=started, ended=clock.wall(),
                                 manifest_items=manifest_items)
         summary["exit_code"] = exit_code(ctx, counts) if failure is None else EXIT_CRASHED

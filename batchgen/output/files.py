@@ -22,6 +22,10 @@ _EXTENSIONS = {
 }
 
 
+# Every extension an image written into OUT may have.
+IMAGE_EXTENSIONS = frozenset({*_EXTENSIONS.values(), "jpeg"})
+
+
 def extension_for(content_type: str | None, url: str | None = None) -> str:
     """The file extension for an image, from its content type, else its URL."""
     if content_type:

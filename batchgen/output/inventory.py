@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchgen.metadata.importer import IMAGE_SUFFIXES, image_files, read_texts
+from batchgen.metadata.importer import image_files, read_texts
 from batchgen.metadata.record import RECORD_KEY, read_record
+from batchgen.output.files import IMAGE_EXTENSIONS as WRITTEN
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def holds_results(out: Path) -> bool:
         return True
     try:
         with os.scandir(out / "images") as entries:  # the first image will do
-            return any(os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES
+            return any(os.path.splitext(entry.name)[1].lower().lstrip(".") in WRITTEN
                        for entry in entries)
     except OSError:
         return False

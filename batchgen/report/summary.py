@@ -59,7 +59,7 @@ def exit_code(ctx: JobContext, counts: dict[str, int]) -> int:
 
 
 def build_summary(cfg: RunConfig, ctx: JobContext, *, counts: dict[str, int],
-                  stored: int, totals: dict[str, float], started: float, ended: float,
+                  stored: int, spent_before: float, started: float, ended: float,
                   manifest_items: int) -> dict[str, Any]:
     """Everything a person checks in the morning, as one JSON-ready dict.
 
@@ -117,7 +117,8 @@ def build_summary(cfg: RunConfig, ctx: JobContext, *, counts: dict[str, int],
         "credits": {
             # Duplicates: jobs of lost submits found in the history, paid and undelivered.
             "spent_this_run": round(c.cost + c.duplicate_credits, 6),
-            "spent_total": round(float(totals.get("cost", 0.0)) + c.duplicate_credits, 6),
+            # The store's credits (this run's jobs included) and this run's duplicates.
+            "spent_total": round(spent_before + c.duplicate_credits, 6),
             "duplicates": round(c.duplicate_credits, 6),
             "remaining": c.remaining_credits,
         },

@@ -114,6 +114,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE items ADD COLUMN seen_run INTEGER")
 
 
+def credits_spent(conn: sqlite3.Connection) -> float:
+    """Credits paid in all: the items' jobs, and the duplicate charges earlier runs found
+    (kept in their summaries, engine.duplicates)."""
+    items = conn.execute("SELECT COALESCE(SUM(cost), 0) FROM items").fetchone()[0]
+    extra = conn.execute(
+        "SELECT COALESCE(SUM(json_extract(summary, '$.credits.duplicates')), 0)"
+        " FROM runs WHERE json_valid(summary)").fetchone()[0]
+    return float(items or 0.0) + float(extra or 0.0)
+
+
 @dataclass(slots=True)
 class _Pending:
     op: Op

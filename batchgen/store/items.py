@@ -19,7 +19,7 @@ import msgspec
 from batchgen.lifecycle import COMPLETED, OUTCOME_UNKNOWN, PAID, STARTED, Event, Outcome, State
 from batchgen.manifest.ids import canonical_json
 from batchgen.manifest.item import Item
-from batchgen.store.db import MAX_PARAMS, Database
+from batchgen.store.db import MAX_PARAMS, Database, credits_spent
 
 _COLUMNS = frozenset((
     "id", "model", "body", "line", "state", "request_id", "status_url", "response_url",
@@ -249,14 +249,7 @@ class ItemStore:
             "SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
         return {state: n for state, n in rows}
 
-    async def totals(self) -> dict[str, float]:
-        """Credits spent and per-item counters summed over every item."""
-        row = await self.db.read(lambda conn: conn.execute(
-            "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(submits), 0),"
-            " COALESCE(SUM(in_doubt), 0), COALESCE(SUM(resubmits), 0) FROM items").fetchone())
-        # Duplicate charges of earlier runs live in their summaries (engine.duplicates).
-        earlier = await self.db.read(lambda conn: conn.execute(
-            "SELECT COALESCE(SUM(json_extract(summary, '$.credits.duplicates')), 0)"
-            " FROM runs WHERE json_valid(summary)").fetchone()[0])
-        return {"cost": row[0] + float(earlier or 0.0), "submits": row[1],
-                "in_doubt": row[2], "resubmits": row[3]}
+    async def credits_spent(self) -> float:
+        """Credits paid in all, duplicate charges of earlier runs included."""
+        spent: float = await self.db.read(credits_spent)
+        return spent

@@ -16,7 +16,7 @@ from typing import Any
 
 from batchgen.errors import StoreError
 from batchgen.lifecycle import COMPLETED, FAILED, FETCHED, FINISHED
-from batchgen.store.db import connect
+from batchgen.store.db import connect, credits_spent
 from batchgen.store.items import ItemRecord, record_of
 
 _FINISHED = ",".join("?" * len(FINISHED))
@@ -128,9 +128,10 @@ def snapshot(path: Path) -> Snapshot:
             return Snapshot({}, 0.0, 0, 0, None)  # an empty file: nothing recorded yet
         counts = {state: n for state, n in
                   conn.execute("SELECT state, COUNT(*) FROM items GROUP BY state")}
-        cost, submits, in_doubt = conn.execute(
-            "SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(submits), 0),"
-            " COALESCE(SUM(in_doubt), 0) FROM items").fetchone()
+        submits, in_doubt = conn.execute(
+            "SELECT COALESCE(SUM(submits), 0), COALESCE(SUM(in_doubt), 0) FROM items"
+        ).fetchone()
+        cost = credits_spent(conn)
         run = conn.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         progress = since(conn, run["started_at"]) if run is not None else Since()
     except sqlite3.Error as exc:
