@@ -148,10 +148,8 @@ async def fetch(ctx: JobContext, item: Item, sub: Submitted, submitted_at: float
     now = ctx.clock.wall()
     ctx.estimate.observe(metrics, now - submitted_at)
     ctx.inflight.finished(submitted_at, metrics)
-    took = metrics.total_time
     if charge:  # a result fetched again on resume carries an old balance
-        ctx.counters.credits_left(metrics.remaining_credits,
-                                  submitted_at + took if took is not None else now)
+        ctx.counters.credits_left(metrics.remaining_credits)
     _charge(ctx, item, metrics.cost, charge)
     keep = {"seed": result.seed, "metrics": metrics.raw,
             "outputs": [{"url": o.url, "content_type": o.content_type}

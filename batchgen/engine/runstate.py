@@ -124,8 +124,6 @@ class Counters:
     in_flight: int = 0
     cost: float = 0.0
     remaining_credits: float | None = None
-    # When the job that reported ``remaining_credits`` completed: the newest one wins.
-    remaining_at: float = float("-inf")
     errors: Counter[str] = field(default_factory=Counter)
     refused_models: dict[str, str] = field(default_factory=dict)
     # In-doubt items sent again, with their first intent (engine.duplicates looks).
@@ -135,10 +133,15 @@ class Counters:
     queue_times: Reservoir = field(default_factory=Reservoir)
     inference_times: Reservoir = field(default_factory=Reservoir)
 
-    def credits_left(self, remaining: float | None, completed_at: float) -> None:
-        """Keep the balance reported by the most recently completed job."""
-        if remaining is not None and completed_at >= self.remaining_at:
-            self.remaining_credits, self.remaining_at = remaining, completed_at
+    def credits_left(self, remaining: float | None) -> None:
+        """Keep the newest balance a job of this run reported. A run only spends, so the
+        newest is the lowest: results fetched out of the order their jobs ended carry
+        older, higher balances, and a completion time guessed from our clock and the
+        job's metrics cannot order jobs that end a few milliseconds apart. (A top-up
+        during the run shows from the next run on.)"""
+        if remaining is not None and (self.remaining_credits is None
+                                      or remaining < self.remaining_credits):
+            self.remaining_credits = remaining
 
 
 class StopSwitch:
