@@ -143,13 +143,11 @@ async def _finish(life: Lifecycle, clock: ManualClock, items: list[Item], *,
         await life.fire("delivered", item, files=[])
 
 
-@pytest.mark.parametrize(("max_items", "left", "seconds", "bound"),
-                         [(None, 45, 540.0, None), (10, 5, 60.0, "max_items")])
-async def test_status_eta_is_the_live_runs_own(tmp_path: Path, max_items: int | None, left: int,
-                                               seconds: float, bound: str | None) -> None:
-    """`batchgen status` on a resumed live run: 50 items finished by an earlier run do not
-    speed up the ETA; 5 finished in this run's first minute give 45 left at 5 a minute
-    (ETA 9 min, where the store's lifetime gave 49 s); --max-items 10 leaves 5 to send."""
+async def _live_status(tmp_path: Path, *, stored: int, earlier: int, this_run: int,
+                       every_s: float, options: dict[str, object]) -> dict[str, Any]:
+    """`batchgen status` of a live run: ``stored`` items in the store, ``earlier`` of them
+    finished by an earlier run an hour before, ``this_run`` more since this run started
+    (one every ``every_s``)."""
     clock = ManualClock(wall_start=NOW)
     out = tmp_path / "out"
     db = await Database.open(out / ".batchgen" / "state.db")
@@ -157,17 +155,29 @@ async def test_status_eta_is_the_live_runs_own(tmp_path: Path, max_items: int | 
         store = ItemStore(db)
         life = Lifecycle(store.transition, Counters(), clock)
         items = [Item(f"i{n:03d}", "sd1.5-epicrealism", {"prompt": f"p{n}"}, "m", n)
-                 for n in range(100)]
+                 for n in range(stored)]
         await store.add(items, clock.wall())
-        await _finish(life, clock, items[:50], seconds=1.0)  # the earlier run
-        clock.advance(3600.0)
+        if earlier:
+            await _finish(life, clock, items[:earlier], seconds=1.0)
+            clock.advance(3600.0)
         await start_run(db, manifest="m", manifest_hash="h", now=clock.wall(), pid=1,
-                        options={"max_items": max_items})
-        await _finish(life, clock, items[50:55], seconds=12.0)  # this run's first minute
+                        options=options)
+        await _finish(life, clock, items[earlier:earlier + this_run], seconds=every_s)
     finally:
         await db.aclose()
     with hold(out / ".batchgen", out):
-        report = read_status(out, now=clock.wall())
+        return read_status(out, now=clock.wall())
+
+
+@pytest.mark.parametrize(("max_items", "left", "seconds", "bound"),
+                         [(None, 45, 540.0, None), (10, 5, 60.0, "max_items")])
+async def test_status_eta_is_the_live_runs_own(tmp_path: Path, max_items: int | None, left: int,
+                                               seconds: float, bound: str | None) -> None:
+    """`batchgen status` on a resumed live run: 50 items finished by an earlier run do not
+    speed up the ETA; 5 finished in this run's first minute give 45 left at 5 a minute
+    (ETA 9 min, where the store's lifetime gave 49 s); --max-items 10 leaves 5 to send."""
+    report = await _live_status(tmp_path, stored=100, earlier=50, this_run=5, every_s=12.0,
+                                options={"max_items": max_items})
     assert report["live"] and report["items"]["completed"] == 55
     assert report["eta_s"] == pytest.approx(seconds)
     assert report["eta_bound"] == bound
@@ -177,20 +187,6 @@ async def test_status_eta_is_the_live_runs_own(tmp_path: Path, max_items: int | 
 async def test_status_of_a_live_streamed_run_counts_the_whole_manifest(tmp_path: Path) -> None:
     """A JSONL run reads its manifest into the store as it goes: status takes the
     validated size the run recorded, not the rows read so far, for what is left."""
-    clock = ManualClock(wall_start=NOW)
-    out = tmp_path / "out"
-    db = await Database.open(out / ".batchgen" / "state.db")
-    try:
-        store = ItemStore(db)
-        life = Lifecycle(store.transition, Counters(), clock)
-        items = [Item(f"i{n:03d}", "sd1.5-epicrealism", {"prompt": f"p{n}"}, "m", n)
-                 for n in range(20)]  # read so far, of 1,000
-        await store.add(items, clock.wall())
-        await start_run(db, manifest="m", manifest_hash="h", now=clock.wall(), pid=1,
-                        options={"manifest_items": 1000})
-        await _finish(life, clock, items[:10], seconds=6.0)  # 10 a minute
-    finally:
-        await db.aclose()
-    with hold(out / ".batchgen", out):
-        report = read_status(out, now=clock.wall())
+    report = await _live_status(tmp_path, stored=20, earlier=0, this_run=10, every_s=6.0,
+                                options={"manifest_items": 1000})  # 20 read so far
     assert report["eta_s"] == pytest.approx(990 * 6.0)
